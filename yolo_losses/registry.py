@@ -1,0 +1,132 @@
+"""Registries of ``yolo_losses``, children of mmengine's root registries.
+
+Building by name imports the modules listed in ``locations`` lazily, and the
+first lookup also imports every installed distribution that declares the
+entry-point group ``yolo_losses.plugins`` (a plugin that fails to import is
+reported with a warning and skipped, so unrelated builds keep working).
+An unknown ``type`` fails with a ``KeyError`` naming it and the closest
+registered names.
+"""
+from __future__ import annotations
+
+import difflib
+import warnings
+from importlib import metadata
+from typing import Any, Callable, Iterable, List, Optional
+
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
+from mmengine.registry import Registry, build_from_cfg, build_model_from_cfg
+
+PLUGIN_GROUP = 'yolo_losses.plugins'
+SCOPE = 'yolo_losses'
+
+_plugins_loaded = False
+_plugin_errors: dict = {}
+
+
+def load_plugins(force: bool = False) -> List[str]:
+    """Import every entry point of group ``yolo_losses.plugins`` once.
+
+    Returns the names of the plugins imported by this call. A plugin that
+    raises while importing gives a ``RuntimeWarning`` naming it and is
+    recorded in ``plugin_errors()``; it never breaks other builds.
+    """
+    global _plugins_loaded
+    if _plugins_loaded and not force:
+        return []
+    _plugins_loaded = True
+    loaded = []
+    for entry_point in metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            entry_point.load()
+        except Exception as err:  # any failure of third-party code
+            _plugin_errors[entry_point.name] = err
+            warnings.warn(
+                f'yolo_losses plugin {entry_point.name!r} '
+                f'({entry_point.value}) failed to import and is skipped: '
+                f'{type(err).__name__}: {err}', RuntimeWarning, stacklevel=2)
+        else:
+            loaded.append(entry_point.name)
+    return loaded
+
+
+def plugin_errors() -> dict:
+    """Plugins that failed to import, as ``{name: exception}``."""
+    return dict(_plugin_errors)
+
+
+def registered_names(registry: Registry) -> List[str]:
+    """Names reachable from ``registry`` without a scope prefix."""
+    names = []
+    node: Optional[Registry] = registry
+    while node is not None:
+        names.extend(node.module_dict)
+        node = node.parent
+    return sorted(set(names))
+
+
+def _closest(name: str, candidates: Iterable[str], n: int = 5) -> List[str]:
+    candidates = list(candidates)
+    lower = {c.lower(): c for c in candidates}
+    hits = difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.5)
+    return [lower[h] for h in hits]
+
+
+def _with_suggestions(build: Callable) -> Callable:
+    """Wrap an mmengine build function so unknown types list close names."""
+
+    def build_func(cfg, registry, default_args=None) -> Any:
+        try:
+            return build(cfg, registry, default_args)
+        except KeyError as err:
+            obj_type = cfg.get('type') if hasattr(cfg, 'get') else None
+            if not (isinstance(obj_type, str)
+                    and str(err).strip('"\'').startswith(
+                        f'{obj_type} is not in the')):
+                raise
+            close = _closest(obj_type.split('.')[-1],
+                             registered_names(registry))
+            hint = (f' Closest registered names: {", ".join(close)}.'
+                    if close else ' No similar name is registered.')
+            raise KeyError(
+                f'Unknown type {obj_type!r} in the {registry.scope}::'
+                f'{registry.name} registry.{hint} Register it with '
+                '@MODELS.register_module(), import its module through '
+                'custom_imports, or install a plugin.') from None
+
+    return build_func
+
+
+class PluginRegistry(Registry):
+    """mmengine ``Registry`` that also imports the installed plugins."""
+
+    def import_from_location(self) -> None:
+        super().import_from_location()
+        load_plugins()
+
+
+MODELS = PluginRegistry(
+    'model',
+    parent=MMENGINE_MODELS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_model_from_cfg),
+    locations=['yolo_losses.losses'])
+
+TASK_UTILS = PluginRegistry(
+    'task util',
+    parent=MMENGINE_TASK_UTILS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.assigners'])
+
+# Alias used in mmdet-style code.
+LOSSES = MODELS
+
+
+def build_loss(cfg: dict, **default_args: Any) -> Any:
+    """Build a loss from a config dict such as ``dict(type='FocalLoss')``."""
+    if not hasattr(cfg, 'get') or 'type' not in cfg:
+        raise TypeError(
+            f'build_loss(cfg): cfg must be a dict with a "type" key, got {cfg!r}')
+    return MODELS.build(cfg, default_args=default_args or None)

@@ -1,0 +1,120 @@
+"""Input checks shared by every loss (the contract's bad-input policy).
+
+Shape and dtype checks cost nothing and always run. Value checks (NaN or
+infinite values, class ids out of range, negative sizes) need one
+host-device synchronisation, so they can be switched off:
+
+- per loss: ``validate=False`` in its config;
+- globally: ``yolo_losses.set_validation(False)`` or the environment
+  variable ``YOLO_LOSSES_VALIDATE=0`` (a training config sets
+  ``yolo_losses_validate = False``; ``tools/train.py`` applies it).
+
+A loss built with ``validate=None`` (the default) follows the global switch.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+_global_validate = os.environ.get('YOLO_LOSSES_VALIDATE', '1').lower() not in (
+    '0', 'false', 'no', 'off')
+
+
+def set_validation(enabled: bool) -> None:
+    """Turn value validation on or off for every loss built with
+    ``validate=None``."""
+    global _global_validate
+    _global_validate = bool(enabled)
+
+
+def validation_enabled() -> bool:
+    return _global_validate
+
+
+@contextlib.contextmanager
+def validation(enabled: bool) -> Iterator[None]:
+    """Context manager that sets the global switch temporarily."""
+    previous = _global_validate
+    set_validation(enabled)
+    try:
+        yield
+    finally:
+        set_validation(previous)
+
+
+def resolve_validate(validate: Optional[bool]) -> bool:
+    return _global_validate if validate is None else bool(validate)
+
+
+# --- checks that never synchronise -----------------------------------------
+
+def check_tensor(name: str, value, *, floating: bool = False) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f'{name} must be a torch.Tensor, got {type(value).__name__}')
+    if floating and not value.is_floating_point():
+        raise TypeError(f'{name} must be a floating-point tensor, got {value.dtype}')
+    return value
+
+
+def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f'{name_b} must have the shape of {name_a} {tuple(a.shape)}, '
+            f'got {tuple(b.shape)}')
+
+
+def check_ndim(name: str, value: Tensor, ndims: Sequence[int]) -> None:
+    if value.dim() not in ndims:
+        expected = ' or '.join(str(n) for n in ndims)
+        raise ValueError(
+            f'{name} must have {expected} dimensions, got shape {tuple(value.shape)}')
+
+
+def check_last_dim(name: str, value: Tensor, size: int) -> None:
+    if value.dim() == 0 or value.shape[-1] != size:
+        raise ValueError(
+            f'{name} must have last dimension {size}, got shape {tuple(value.shape)}')
+
+
+def check_reduction(reduction: str, name: str = 'reduction') -> str:
+    if reduction not in ('none', 'mean', 'sum'):
+        raise ValueError(
+            f"{name} must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+# --- value checks: one host sync each, run only when validation is on ------
+
+def check_finite(name: str, value: Optional[Tensor]) -> None:
+    if value is None or not value.is_floating_point() or value.numel() == 0:
+        return
+    if not bool(torch.isfinite(value).all()):
+        bad = 'NaN' if bool(torch.isnan(value).any()) else 'infinite'
+        raise ValueError(f'{name} contains {bad} values')
+
+
+def check_range(name: str, value: Tensor, low: float, high: float,
+                what: str = 'values') -> None:
+    """Every element in the closed interval [low, high]."""
+    if value.numel() == 0:
+        return
+    ok = (value >= low) & (value <= high)
+    if not bool(ok.all()):
+        bad = value[~ok].flatten()[0]
+        raise ValueError(
+            f'{name} has {what} outside [{low}, {high}], e.g. {bad.tolist()}')
+
+
+def check_xyxy(name: str, boxes: Tensor) -> None:
+    """Boxes (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1 and finite values."""
+    check_finite(name, boxes)
+    if boxes.numel() == 0:
+        return
+    sizes = boxes[..., 2:4] - boxes[..., 0:2]
+    if not bool((sizes >= 0).all()):
+        raise ValueError(
+            f'{name} has boxes of negative width or height (x2 < x1 or y2 < y1)')
