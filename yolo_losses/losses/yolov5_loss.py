@@ -1,0 +1,357 @@
+"""YOLOv5 loss: ultralytics/yolov5 ``utils/loss.py`` ``ComputeLoss`` (7.0).
+
+``YOLOv5Loss`` returns the three components of yolov5's loss, each already
+multiplied by its weight (``loss_weight`` of its part) and never by the
+batch size:
+
+- ``loss_box``: per level, ``1 - CIoU`` of the decoded box against the
+  matched ground truth, averaged over that level's matches; summed over
+  levels.
+- ``loss_obj``: per level, BCE-with-logits of every objectness logit against
+  the detached, 0-clamped CIoU of the match at that cell (0 elsewhere),
+  averaged over the level's cells and weighted by the level's balance;
+  summed over levels.
+- ``loss_cls``: per level, BCE-with-logits of the class logits of the matches
+  against one-hot targets (label smoothing optional), averaged over
+  matches x classes; summed over levels. 0 with one class (yolov5 skips it).
+
+The defaults are ``hyp.scratch-low``: box 0.05, obj 1.0, cls 0.5,
+anchor_t 4.0, no label smoothing, gr 1.0, balance (4.0, 1.0, 0.4).
+yolov5's ``train.py`` rescales the gains by ``3 / nl``, ``nc / 80`` and the
+image size before building the loss; that is a training-recipe choice, so
+set the parts' ``loss_weight`` accordingly if you want it.
+
+Assignment (``YOLOv5Assigner``) keeps fixed-size candidate slots per image
+(``[B, M, A, 5]``), and the parts get ``weight`` masks and ``avg_factor``
+(the match count) instead of filtered tensors, so with ``max_boxes`` given
+and validation off nothing synchronises with the device.
+
+Where several matches fall on one objectness cell (same image, anchor and
+cell), yolov5 keeps whichever it writes last (the highest IoU with
+``sort_obj_iou``); here the cell's target is the largest of them
+(``scatter_reduce`` amax), which does not depend on the order of the
+target rows and equals yolov5's ``sort_obj_iou=True`` result.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
+                           anchors_to_tensor, check_strides, decode_yolov5_boxes,
+                           resolve_img_size, split_level_pred)
+from ..ops.boxes import cxcywh_to_xyxy
+from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
+from ..registry import MODELS, TASK_UTILS
+from ..validation import check_finite, check_tensor, resolve_validate
+
+#: yolov5's objectness balance of levels P3..P7 (``ComputeLoss.balance``).
+YOLOV5_OBJ_LEVEL_WEIGHTS = {3: (4.0, 1.0, 0.4)}
+YOLOV5_OBJ_LEVEL_WEIGHTS_P3_P7 = (4.0, 1.0, 0.25, 0.06, 0.02)
+
+#: yolov5's autobalance: ``balance = balance * 0.9999 + 0.0001 / obj_loss``.
+AUTOBALANCE_MOMENTUM = 0.9999
+AUTOBALANCE_GAIN = 0.0001
+#: Stride whose level the autobalanced weights are normalised by (yolov5).
+AUTOBALANCE_REFERENCE_STRIDE = 16.0
+
+# A harmless stand-in for the target box of slots that are not matches, so
+# the box loss never sees a zero-size box (NaN) before the mask zeroes it.
+_PLACEHOLDER_BOX = (0.5, 0.5, 1.0, 1.0)
+
+
+def default_obj_level_weights(num_levels: int) -> Tuple[float, ...]:
+    """yolov5's objectness balance for ``num_levels`` levels (P3 first)."""
+    if num_levels in YOLOV5_OBJ_LEVEL_WEIGHTS:
+        return YOLOV5_OBJ_LEVEL_WEIGHTS[num_levels]
+    if num_levels > len(YOLOV5_OBJ_LEVEL_WEIGHTS_P3_P7):
+        raise ValueError(
+            f'yolov5 defines objectness level weights for at most '
+            f'{len(YOLOV5_OBJ_LEVEL_WEIGHTS_P3_P7)} levels; pass obj_level_weights '
+            f'for {num_levels} levels')
+    return YOLOV5_OBJ_LEVEL_WEIGHTS_P3_P7[:num_levels]
+
+
+def _with_pos_weight(cfg: dict, pos_weight: float, name: str) -> dict:
+    """``cfg`` with ``pos_weight`` set (BCE positive-class weight)."""
+    cfg = dict(cfg)
+    if pos_weight == 1.0:
+        return cfg
+    if cfg.get('pos_weight', pos_weight) != pos_weight:
+        raise ValueError(f'{name} sets pos_weight={cfg["pos_weight"]!r} but the '
+                         f'loss was given a different value {pos_weight!r}')
+    cfg['pos_weight'] = pos_weight
+    return cfg
+
+
+@MODELS.register_module()
+class YOLOv5Loss(nn.Module):
+    """yolov5 ``ComputeLoss`` as a registered, configurable loss.
+
+    Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
+    ``{'loss_box', 'loss_obj', 'loss_cls'}`` scalar tensors.
+
+    - ``preds``: one ``[B, A*(5+C), H, W]`` raw head output per level,
+      increasing stride; per anchor: x, y, w, h, objectness, C class logits.
+    - ``targets``: float ``[N, 6]`` (batch_index, class_id, cx, cy, w, h),
+      coordinates normalised to [0, 1]; any row order; N may be 0.
+    - ``img_size``: input ``(h, w)`` pixels, only checked against the grids
+      (matching works in grid units, as yolov5's); default: level-0 stride
+      times the level-0 grid.
+    - ``max_boxes``: bound on boxes per image; given, the loss needs no host
+      sync (validation off); ``None``: computed (one sync).
+
+    Args:
+        num_classes: C.
+        anchors: ``[level][anchor] -> (w, h)`` in input pixels, increasing
+            stride (default: yolov5's P3-P5 anchors).
+        strides: stride of each level in pixels.
+        loss_cls: config of the class loss (sigmoid BCE by default; a
+            ``FocalLoss`` config gives yolov5's ``fl_gamma``), called with
+            ``[K, C]`` logits and float targets, a ``[K, C]`` weight mask and
+            ``avg_factor`` = matches x C.
+        loss_obj: config of the objectness loss, called with ``[N, 1]``
+            logits and float targets, mean over all cells of the level.
+        loss_bbox: config of the box loss, called with ``[K, 4]`` xyxy boxes
+            (grid units), a ``[K]`` weight mask and ``avg_factor`` = matches.
+            Its ``iou(pred, target)`` method (detached, clamped at 0) gives
+            the objectness target.
+        assigner: config of the assigner (``YOLOv5Assigner``).
+        obj_level_weights: objectness weight of each level (yolov5's
+            ``balance``); default: (4.0, 1.0, 0.4) for 3 levels, else the
+            first ``L`` of (4.0, 1.0, 0.25, 0.06, 0.02).
+        gr: objectness target ``(1 - gr) + gr * iou`` (yolov5's
+            ``model.gr``), in [0, 1].
+        label_smoothing: class targets ``1 - eps/2`` and ``eps/2`` (yolov5's
+            ``smooth_BCE``), in [0, 1).
+        cls_pw, obj_pw: BCE positive weight (yolov5's hyps); set into the
+            part's ``pos_weight`` when not 1.
+        autobalance: adapt ``obj_level_weights`` after every training call
+            (yolov5's ``autobalance``); the weights live in the buffer
+            ``balance`` (saved in ``state_dict`` when autobalancing) and
+            change only after a call that succeeded, in training mode.
+            Needs a stride-16 level, which the weights are normalised by.
+        skip_cls_for_single_class: with one class ``loss_cls`` is 0, as in
+            yolov5; False computes it anyway.
+        validate: value checks (NaN/inf, ranges; host syncs); ``None``
+            follows ``yolo_losses.set_validation``.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 anchors: Sequence[Sequence[Sequence[float]]] = DEFAULT_ANCHORS,
+                 strides: Sequence[float] = DEFAULT_STRIDES,
+                 loss_cls: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                       reduction='mean', loss_weight=0.5),
+                 loss_obj: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                       reduction='mean', loss_weight=1.0),
+                 loss_bbox: dict = dict(type='CIoULoss', style='yolo',
+                                        reduction='mean', loss_weight=0.05),
+                 assigner: dict = dict(type='YOLOv5Assigner', prior_match_thr=4.0),
+                 obj_level_weights: Optional[Sequence[float]] = None,
+                 gr: float = 1.0,
+                 label_smoothing: float = 0.0,
+                 cls_pw: float = 1.0,
+                 obj_pw: float = 1.0,
+                 autobalance: bool = False,
+                 skip_cls_for_single_class: bool = True,
+                 validate: Optional[bool] = None) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
+                or num_classes < 1:
+            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
+        anchor_table = anchors_to_tensor(anchors, 'anchors')
+        self.strides = check_strides(strides, anchor_table.shape[0], 'strides')
+        self.num_classes = num_classes
+        self.num_levels, self.num_anchors = anchor_table.shape[:2]
+        if not 0.0 <= float(gr) <= 1.0:
+            raise ValueError(f'gr must be in [0, 1], got {gr!r}')
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f'label_smoothing must be in [0, 1), got {label_smoothing!r}')
+        for name, value in (('cls_pw', cls_pw), ('obj_pw', obj_pw)):
+            if not float(value) > 0:
+                raise ValueError(f'{name} must be positive, got {value!r}')
+        self.gr = float(gr)
+        self.label_smoothing = float(label_smoothing)
+        self.autobalance = bool(autobalance)
+        self.skip_cls_for_single_class = bool(skip_cls_for_single_class)
+        self.validate = validate
+
+        if obj_level_weights is None:
+            weights = default_obj_level_weights(self.num_levels)
+        else:
+            weights = tuple(float(w) for w in obj_level_weights)
+            if len(weights) != self.num_levels:
+                raise ValueError(f'obj_level_weights needs {self.num_levels} values '
+                                 f'(one per level), got {len(weights)}')
+        if self.autobalance:
+            if AUTOBALANCE_REFERENCE_STRIDE not in self.strides:
+                raise ValueError('autobalance normalises the objectness weights by '
+                                 f'the stride-16 level; strides {self.strides} '
+                                 'have none')
+            self.reference_level = self.strides.index(AUTOBALANCE_REFERENCE_STRIDE)
+        # Persistent only when it evolves, so a checkpoint of a fixed-weight
+        # loss never overrides the configured weights.
+        self.register_buffer('balance', torch.tensor(weights, dtype=torch.float32),
+                             persistent=self.autobalance)
+        self.register_buffer('anchors', anchor_table, persistent=False)
+
+        self.loss_cls = MODELS.build(_with_pos_weight(loss_cls, float(cls_pw), 'loss_cls'))
+        self.loss_obj = MODELS.build(_with_pos_weight(loss_obj, float(obj_pw), 'loss_obj'))
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.assigner = TASK_UTILS.build(assigner)
+        if not callable(getattr(self.loss_bbox, 'iou', None)):
+            raise TypeError(f'loss_bbox ({type(self.loss_bbox).__name__}) needs an '
+                            'iou(pred, target) method for the objectness target')
+        if self.autobalance and getattr(self.loss_obj, 'loss_weight', 1.0) == 0:
+            raise ValueError('autobalance needs loss_obj with a non-zero loss_weight')
+
+    @property
+    def validating(self) -> bool:
+        return resolve_validate(self.validate)
+
+    @property
+    def uses_cls_loss(self) -> bool:
+        return self.num_classes > 1 or not self.skip_cls_for_single_class
+
+    def extra_repr(self) -> str:
+        return (f'num_classes={self.num_classes}, strides={self.strides}, '
+                f'num_anchors={self.num_anchors}, gr={self.gr}, '
+                f'label_smoothing={self.label_smoothing}, autobalance={self.autobalance}')
+
+    # ------------------------------------------------------------------ checks
+    def _check_preds(self, preds) -> None:
+        if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
+            raise TypeError('preds must be a list of [B, A*(5+C), H, W] tensors, one '
+                            f'per level, got {type(preds).__name__}')
+        if len(preds) != self.num_levels:
+            raise ValueError(f'preds has {len(preds)} levels but the loss has '
+                             f'{self.num_levels} (anchors/strides)')
+        for level, pred in enumerate(preds):
+            check_tensor(f'preds[{level}]', pred, floating=True)
+            split_level_pred(pred, self.num_anchors, self.num_classes,
+                             f'preds[{level}]')
+            if pred.shape[0] != preds[0].shape[0]:
+                raise ValueError(f'preds[{level}] has batch size {pred.shape[0]}, '
+                                 f'preds[0] has {preds[0].shape[0]}')
+            if pred.device != preds[0].device:
+                raise ValueError(f'preds[{level}] is on {pred.device}, preds[0] on '
+                                 f'{preds[0].device}')
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, preds: Sequence[Tensor], targets: Tensor,
+                img_size: Optional[Sequence[int]] = None,
+                max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
+        validate = self.validating
+        self._check_preds(preds)
+        batch_size = preds[0].shape[0]
+        resolve_img_size(preds, self.strides, img_size)
+        check_targets(targets, batch_size, self.num_classes, validate)
+        if targets.device != preds[0].device:
+            raise ValueError(f'targets is on {targets.device} but preds on '
+                             f'{preds[0].device}')
+        if validate:
+            for level, pred in enumerate(preds):
+                check_finite(f'preds[{level}]', pred)
+        max_boxes = resolve_max_boxes(targets, batch_size, max_boxes, validate)
+
+        with torch.autocast(device_type=preds[0].device.type, enabled=False):
+            losses, level_obj = self._compute(preds, targets, max_boxes)
+        if self.autobalance and self.training:
+            self._update_balance(level_obj)
+        return losses
+
+    def _compute(self, preds: Sequence[Tensor], targets: Tensor,
+                 max_boxes: int) -> Tuple[Dict[str, Tensor], List[Tensor]]:
+        device = preds[0].device
+        dtype = torch.float64 if preds[0].dtype == torch.float64 else torch.float32
+        batch_size = preds[0].shape[0]
+        num_classes, num_anchors = self.num_classes, self.num_anchors
+        attrs = NUM_BOX_ATTRS + num_classes
+        padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
+        placeholder = torch.tensor(_PLACEHOLDER_BOX, dtype=dtype, device=device)
+        # A copy: autobalance updates the buffer in place after this call,
+        # and the graph keeps these weights for the backward pass.
+        balance = self.balance.to(dtype, copy=True)
+
+        if self.uses_cls_loss:
+            positive = 1.0 - 0.5 * self.label_smoothing
+            negative = 0.5 * self.label_smoothing
+            class_ids = torch.arange(num_classes, device=device)
+            is_label = padded.labels[..., None] == class_ids         # [B, M, C]
+            cls_target = is_label.to(dtype) * (positive - negative) + negative
+
+        loss_box = torch.zeros((), dtype=dtype, device=device)
+        loss_obj = torch.zeros((), dtype=dtype, device=device)
+        loss_cls = torch.zeros((), dtype=dtype, device=device)
+        level_obj: List[Tensor] = []
+        for level, pred in enumerate(preds):
+            height, width = pred.shape[-2:]
+            anchors = (self.anchors[level] / self.strides[level]).to(dtype)   # grid units
+            assigned = self.assigner.assign(padded.boxes, padded.mask, anchors,
+                                            (height, width))
+            valid = assigned.valid                                   # [B, M, A, 5]
+            slots = valid.shape[1] * valid.shape[3]
+            weight = valid.to(dtype)
+            num_matches = weight.sum()
+
+            # Gather the matched cells' channels straight from the raw
+            # [B, A, 5+C, H*W] layout: no copy of the whole level.
+            cell = assigned.cell_y * width + assigned.cell_x
+            index = cell.permute(0, 2, 1, 3).reshape(batch_size, num_anchors, 1, slots)
+            raw = pred.view(batch_size, num_anchors, attrs, height * width)
+            picked = torch.gather(raw, 3, index.expand(-1, -1, attrs, -1))
+            picked = picked.view(batch_size, num_anchors, attrs, *valid.shape[1:2],
+                                 valid.shape[3]).permute(0, 3, 1, 4, 2).to(dtype)
+
+            pred_boxes = decode_yolov5_boxes(picked[..., :4], anchors[:, None, :])
+            target_boxes = torch.where(valid[..., None], assigned.target_boxes.to(dtype),
+                                       placeholder)
+            pred_xyxy = cxcywh_to_xyxy(pred_boxes).reshape(-1, 4)
+            target_xyxy = cxcywh_to_xyxy(target_boxes).reshape(-1, 4)
+            loss_box = loss_box + self.loss_bbox(
+                pred_xyxy, target_xyxy, weight=weight.reshape(-1), avg_factor=num_matches)
+
+            with torch.no_grad():
+                iou = self.loss_bbox.iou(pred_xyxy.detach(), target_xyxy)
+                iou = iou.to(dtype).reshape(valid.shape).clamp(min=0)
+                obj_value = torch.where(valid, (1.0 - self.gr) + self.gr * iou,
+                                        torch.zeros_like(iou))
+                image = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
+                anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
+                obj_index = ((image * num_anchors + anchor) * height
+                             + assigned.cell_y) * width + assigned.cell_x
+                # Every value is >= 0, so zeros absorb the non-matches and
+                # a cell hit twice keeps its largest target.
+                obj_target = torch.zeros(batch_size * num_anchors * height * width,
+                                         dtype=dtype, device=device)
+                obj_target.scatter_reduce_(0, obj_index.reshape(-1),
+                                           obj_value.reshape(-1), 'amax')
+            obj_logits = pred.view(batch_size, num_anchors, attrs, height, width)[:, :, 4]
+            obj_level = self.loss_obj(obj_logits.reshape(-1, 1).to(dtype),
+                                      obj_target.view(-1, 1))
+            level_obj.append(obj_level)
+            loss_obj = loss_obj + obj_level * balance[level]
+
+            if self.uses_cls_loss:
+                cls_logits = picked[..., NUM_BOX_ATTRS:].reshape(-1, num_classes)
+                level_target = cls_target[:, :, None, None, :].expand(
+                    *valid.shape, num_classes).reshape(-1, num_classes)
+                cls_weight = weight[..., None].expand(
+                    *valid.shape, num_classes).reshape(-1, num_classes)
+                loss_cls = loss_cls + self.loss_cls(
+                    cls_logits, level_target, weight=cls_weight,
+                    avg_factor=num_matches * num_classes)
+
+        return dict(loss_box=loss_box, loss_obj=loss_obj, loss_cls=loss_cls), level_obj
+
+    @torch.no_grad()
+    def _update_balance(self, level_obj: List[Tensor]) -> None:
+        """yolov5's autobalance, as a detached tensor update (no ``.item()``)."""
+        obj_weight = getattr(self.loss_obj, 'loss_weight', 1.0)
+        unweighted = torch.stack([value.detach() for value in level_obj]).float() / obj_weight
+        balance = (self.balance * AUTOBALANCE_MOMENTUM
+                   + AUTOBALANCE_GAIN / unweighted.to(self.balance).clamp(min=torch.finfo(torch.float32).tiny))
+        self.balance.copy_(balance / balance[self.reference_level])
