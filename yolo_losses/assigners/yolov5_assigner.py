@@ -93,11 +93,12 @@ class YOLOv5Assigner:
                              f'got {tuple(box_mask.shape)}')
         if anchors.dim() != 2 or anchors.shape[-1] != 2:
             raise ValueError(f'anchors must be [A, 2], got {tuple(anchors.shape)}')
-        dtype, device = boxes.dtype, boxes.device
+        dtype = boxes.dtype
         num_anchors = anchors.shape[0]
-        gain = torch.tensor([width, height], dtype=dtype, device=device)
-        centre = boxes[..., :2] * gain                             # [B, M, 2]
-        size = boxes[..., 2:4] * gain                              # [B, M, 2]
+        # Python scalars only: a tensor built from Python data would be a
+        # blocking host-to-device copy on CUDA.
+        centre_x, centre_y = boxes[..., 0] * width, boxes[..., 1] * height   # [B, M]
+        size = torch.stack((boxes[..., 2] * width, boxes[..., 3] * height), dim=-1)
 
         ratio = size[:, :, None, :] / anchors.to(dtype)[None, None]  # [B, M, A, 2]
         # A zero side gives r = 0 and 1/r = inf, so padding never matches.
@@ -105,18 +106,26 @@ class YOLOv5Assigner:
         matched = (worst < self.prior_match_thr) & box_mask[:, :, None]
 
         g = self.neighbour_offset
-        from_far_side = gain - centre
-        near_low = (torch.remainder(centre, 1.0) < g) & (centre > 1)       # left, up
-        near_high = (torch.remainder(from_far_side, 1.0) < g) & (from_far_side > 1)
-        cell_used = torch.cat(
-            (torch.ones_like(near_low[..., :1]), near_low, near_high), dim=-1)  # [B, M, 5]
+        from_right, from_bottom = width - centre_x, height - centre_y
+        cell_used = torch.stack((
+            torch.ones_like(box_mask),
+            (torch.remainder(centre_x, 1.0) < g) & (centre_x > 1),        # left
+            (torch.remainder(centre_y, 1.0) < g) & (centre_y > 1),        # up
+            (torch.remainder(from_right, 1.0) < g) & (from_right > 1),    # right
+            (torch.remainder(from_bottom, 1.0) < g) & (from_bottom > 1),  # down
+        ), dim=-1)                                                   # [B, M, 5]
 
-        offsets = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]],
-                               dtype=dtype, device=device) * g
-        # ``.long()`` truncates towards zero like yolov5's; the box centre
-        # stays relative to that unclamped cell, the index is clamped.
-        cell = (centre[:, :, None, :] - offsets).long()            # [B, M, 5, 2]
-        centre_in_cell = centre[:, :, None, :] - cell.to(dtype)    # [B, M, 5, 2]
+        # The centre shifted by the cell offsets (0, 0), (g, 0), (0, g),
+        # (-g, 0), (0, -g); ``.long()`` truncates towards zero like yolov5's.
+        # The box centre stays relative to that unclamped cell; the index is
+        # clamped to the grid (yolov5 7.0).
+        shifted = torch.stack((
+            torch.stack((centre_x, centre_x - g, centre_x, centre_x + g, centre_x), -1),
+            torch.stack((centre_y, centre_y, centre_y - g, centre_y, centre_y + g), -1),
+        ), dim=-1)                                                   # [B, M, 5, 2]
+        cell = shifted.long()
+        centre = torch.stack((centre_x, centre_y), dim=-1)
+        centre_in_cell = centre[:, :, None, :] - cell.to(dtype)     # [B, M, 5, 2]
 
         shape = (*boxes.shape[:2], num_anchors, NUM_CELL_OFFSETS)
         valid = matched[..., None] & cell_used[:, :, None, :]

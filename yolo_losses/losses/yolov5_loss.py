@@ -57,9 +57,9 @@ AUTOBALANCE_GAIN = 0.0001
 #: Stride whose level the autobalanced weights are normalised by (yolov5).
 AUTOBALANCE_REFERENCE_STRIDE = 16.0
 
-# A harmless stand-in for the target box of slots that are not matches, so
-# the box loss never sees a zero-size box (NaN) before the mask zeroes it.
-_PLACEHOLDER_BOX = (0.5, 0.5, 1.0, 1.0)
+# Target (cx, cy, w, h) of slots that are not matches: a harmless unit box,
+# so the box loss never sees a zero-size box (NaN) before the mask zeroes it.
+_PLACEHOLDER_BOX_VALUE = 1.0
 
 
 def default_obj_level_weights(num_levels: int) -> Tuple[float, ...]:
@@ -271,7 +271,6 @@ class YOLOv5Loss(nn.Module):
         num_classes, num_anchors = self.num_classes, self.num_anchors
         attrs = NUM_BOX_ATTRS + num_classes
         padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
-        placeholder = torch.tensor(_PLACEHOLDER_BOX, dtype=dtype, device=device)
         # A copy: autobalance updates the buffer in place after this call,
         # and the graph keeps these weights for the backward pass.
         balance = self.balance.to(dtype, copy=True)
@@ -308,7 +307,7 @@ class YOLOv5Loss(nn.Module):
 
             pred_boxes = decode_yolov5_boxes(picked[..., :4], anchors[:, None, :])
             target_boxes = torch.where(valid[..., None], assigned.target_boxes.to(dtype),
-                                       placeholder)
+                                       _PLACEHOLDER_BOX_VALUE)
             pred_xyxy = cxcywh_to_xyxy(pred_boxes).reshape(-1, 4)
             target_xyxy = cxcywh_to_xyxy(target_boxes).reshape(-1, 4)
             loss_box = loss_box + self.loss_bbox(
