@@ -1,0 +1,360 @@
+"""YOLOv3 loss in the three forms a YOLOv3 user knows (``style``).
+
+``YOLOv3Loss(preds, targets, img_size=None, max_boxes=None)`` returns
+``loss_xy``, ``loss_wh``, ``loss_obj`` and ``loss_cls`` (scalars, each already
+weighted, never multiplied by the batch size), summed over levels:
+
+- ``'keras'`` (default), qqwweee/keras-yolo3 ``yolo_loss``: one anchor of all
+  nine per box; xy BCE-with-logits against the in-cell offset and wh
+  ``0.5 * (raw - log(w_px / anchor_px))^2``, both weighted by ``2 - w*h``
+  (normalised sizes); objectness BCE on positives and on negatives whose
+  predicted box has IoU below ``ignore_thresh`` (0.5) with every box this
+  level holds for the image; class BCE on positives; each term summed and
+  divided by the batch size (the parts' ``reduction='mean'`` with
+  ``avg_factor`` = batch size).
+- ``'darknet'``, pjreddie darknet ``yolo_layer.c``: the same terms summed
+  with no division (the parts' ``reduction='sum'``), so the gradient with
+  respect to the raw outputs is the negated ``l.delta``; negatives are
+  ignored when IoU ``> ignore_thresh`` (0.7) with any box of the image.
+- ``'pytorch_yolov3'``, eriklindernoren PyTorch-YOLOv3 ``build_targets`` +
+  ``YOLOLayer``: each box positive at the best anchor of every level; MSE of
+  ``sigmoid(xy)`` against the offset and of raw wh against
+  ``log(w / anchor + 1e-16)`` (grid units), means over the level's
+  positives; objectness ``obj_scale * BCE`` mean over positives plus
+  ``noobj_scale`` (100) ``* BCE`` mean over negatives, anchors of a box's
+  cell with shape IoU ``> ignore_thresh`` (0.5) not being negatives; class
+  BCE mean over positives x classes. A mean over nothing is 0 (the original
+  gives NaN). The original computes BCE on sigmoid outputs (``nn.BCELoss``,
+  log clamped at -100); here it is computed from logits, equal wherever the
+  sigmoid does not saturate.
+
+Assignment, collisions (the box last in canonical order owns a slot's box
+target, class bits add up) and the ignore masks are ``YOLOv3Assigner``'s
+(``yolo_losses/assigners/yolov3_assigner.py``). Boxes of zero width or height
+match nothing (keras drops them too). keras-yolo3 floors the pixel centre in
+its data pipeline; with cxcywh targets the centre is taken as given.
+
+Every part is a registry config. Normalisation: a part whose ``reduction``
+is ``'mean'`` gets ``avg_factor`` (the batch size for keras/darknet; the
+positive, negative or positive x class count for pytorch_yolov3); with
+``'sum'`` it sums. ``loss_xy`` gets the raw x, y logits when the part has
+``use_sigmoid=True`` (BCE, focal), else ``sigmoid(x)``, ``sigmoid(y)``
+(MSE, L1). Positives and negatives are masks over every slot (``weight``),
+so with ``max_boxes`` given and validation off nothing synchronises with the
+device.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
+                           anchors_to_tensor, check_strides, decode_yolov3_boxes,
+                           grid_cells, resolve_img_size, split_level_pred)
+from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
+from ..registry import MODELS, TASK_UTILS
+from ..validation import check_finite, check_tensor, resolve_validate
+
+STYLES = ('keras', 'darknet', 'pytorch_yolov3')
+
+# PyTorch-YOLOv3 adds 1e-16 inside the log of its wh target.
+_PYTORCH_YOLOV3_LOG_EPS = 1e-16
+
+
+def _bce(reduction: str) -> dict:
+    return dict(type='CrossEntropyLoss', use_sigmoid=True, reduction=reduction,
+                loss_weight=1.0)
+
+
+def default_part_configs(style: str) -> Dict[str, dict]:
+    """The four part configs that reproduce ``style``'s reference."""
+    if style == 'pytorch_yolov3':
+        return dict(loss_xy=dict(type='MSELoss', reduction='mean', loss_weight=1.0),
+                    loss_wh=dict(type='MSELoss', reduction='mean', loss_weight=1.0),
+                    loss_obj=_bce('mean'), loss_cls=_bce('mean'))
+    # keras: sums divided by the batch size; darknet: plain sums.
+    reduction = 'mean' if style == 'keras' else 'sum'
+    return dict(loss_xy=_bce(reduction),
+                loss_wh=dict(type='MSELoss', reduction=reduction, loss_weight=0.5),
+                loss_obj=_bce(reduction), loss_cls=_bce(reduction))
+
+
+@MODELS.register_module()
+class YOLOv3Loss(nn.Module):
+    """YOLOv3 loss, keras-yolo3 / darknet / PyTorch-YOLOv3 semantics.
+
+    Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
+    ``{'loss_xy', 'loss_wh', 'loss_obj', 'loss_cls'}`` scalar tensors.
+
+    - ``preds``: one ``[B, A*(5+C), H, W]`` raw head output per level,
+      increasing stride; per anchor x, y, w, h, objectness, C class logits
+      (``view(B, A, 5+C, H, W).permute(0, 1, 3, 4, 2)``).
+    - ``targets``: float ``[N, 6]`` (batch_index, class_id, cx, cy, w, h),
+      coordinates normalised to [0, 1] of the input; any row order; N may
+      be 0.
+    - ``img_size``: input ``(h, w)`` in pixels; default: level-0 stride times
+      the level-0 grid. Non-square inputs scale x by the width and y by the
+      height.
+    - ``max_boxes``: bound on boxes per image; given, nothing synchronises
+      (with validation off); ``None``: computed (one sync).
+
+    Args:
+        num_classes: C (1 is fine: the class loss is kept).
+        anchors: ``[level][anchor] -> (w, h)`` in input pixels, increasing
+            stride; default: the nine keras-yolo3 / yolov5 anchors.
+        strides: stride of each level in pixels.
+        style: ``'keras'`` (default), ``'darknet'`` or ``'pytorch_yolov3'``.
+        ignore_thresh: IoU threshold of the ignore mask; ``None``: 0.5 keras,
+            0.7 darknet, 0.5 pytorch_yolov3.
+        obj_scale: weight of the positives' objectness term.
+        noobj_scale: weight of the negatives' objectness term; ``None``: 100
+            for pytorch_yolov3 (its ``noobj_scale``), 1 otherwise.
+        box_scale: weight the xy and wh terms by ``2 - w*h``; ``None``: on
+            for keras and darknet, off for pytorch_yolov3 (on there is the
+            variant with darknet's scale added).
+        loss_xy, loss_wh, loss_obj, loss_cls: part configs; ``None`` takes the
+            style's (``default_part_configs``). Each is called as
+            ``part(pred [K, n], target [K, n], weight=[K, n], avg_factor=...)``.
+        assigner: assigner config; it gets ``style`` and ``ignore_thresh``
+            from this loss unless it sets them (they must then agree).
+        validate: value checks (NaN/inf, ranges; host syncs); ``None``
+            follows ``yolo_losses.set_validation``.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 anchors: Sequence[Sequence[Sequence[float]]] = DEFAULT_ANCHORS,
+                 strides: Sequence[float] = DEFAULT_STRIDES,
+                 style: str = 'keras',
+                 ignore_thresh: Optional[float] = None,
+                 obj_scale: float = 1.0,
+                 noobj_scale: Optional[float] = None,
+                 box_scale: Optional[bool] = None,
+                 loss_xy: Optional[dict] = None,
+                 loss_wh: Optional[dict] = None,
+                 loss_obj: Optional[dict] = None,
+                 loss_cls: Optional[dict] = None,
+                 assigner: dict = dict(type='YOLOv3Assigner'),
+                 validate: Optional[bool] = None) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f'style must be one of {", ".join(map(repr, STYLES))}, '
+                             f'got {style!r}')
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
+                or num_classes < 1:
+            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
+        anchor_table = anchors_to_tensor(anchors, 'anchors')
+        self.strides = check_strides(strides, anchor_table.shape[0], 'strides')
+        self.num_levels, self.num_anchors = anchor_table.shape[:2]
+        self.num_classes = num_classes
+        self.style = style
+        self.obj_scale = self._non_negative('obj_scale', obj_scale)
+        self.noobj_scale = self._non_negative(
+            'noobj_scale',
+            (100.0 if style == 'pytorch_yolov3' else 1.0) if noobj_scale is None
+            else noobj_scale)
+        if box_scale is None:
+            box_scale = style != 'pytorch_yolov3'
+        if not isinstance(box_scale, bool):
+            raise TypeError(f'box_scale must be a bool or None, got {box_scale!r}')
+        self.box_scale = box_scale
+        self.validate = validate
+        self.register_buffer('anchors', anchor_table, persistent=False)
+
+        defaults = default_part_configs(style)
+        given = dict(loss_xy=loss_xy, loss_wh=loss_wh, loss_obj=loss_obj,
+                     loss_cls=loss_cls)
+        self._normalised: Dict[str, bool] = {}
+        for name, cfg in given.items():
+            if cfg is None:
+                cfg = defaults[name]
+            if not hasattr(cfg, 'get') or 'type' not in cfg:
+                raise TypeError(f'{name} must be a config dict with a "type" key, '
+                                f'got {cfg!r}')
+            part = MODELS.build(cfg)
+            if 'validate' not in cfg and hasattr(part, 'validate'):
+                # validate=False on this loss must reach its parts, or they
+                # would still sync under the global switch.
+                part.validate = validate
+            reduction = getattr(part, 'reduction', 'mean')
+            if reduction not in ('mean', 'sum'):
+                raise ValueError(f"{name} must have reduction 'mean' or 'sum' (the "
+                                 f'loss reduces every part to a scalar), got '
+                                 f'{reduction!r}')
+            self._normalised[name] = reduction == 'mean'
+            setattr(self, name, part)
+        # A part that applies the sigmoid itself gets the x, y logits.
+        self.xy_from_logits = bool(getattr(self.loss_xy, 'use_sigmoid', False))
+
+        self.assigner = TASK_UTILS.build(self._assigner_cfg(assigner, ignore_thresh))
+        self.ignore_thresh = getattr(self.assigner, 'ignore_thresh', ignore_thresh)
+
+    def _assigner_cfg(self, assigner: dict, ignore_thresh: Optional[float]) -> dict:
+        if not hasattr(assigner, 'get') or 'type' not in assigner:
+            raise TypeError(f'assigner must be a config dict with a "type" key, '
+                            f'got {assigner!r}')
+        cfg = dict(assigner)
+        if cfg.setdefault('style', self.style) != self.style:
+            raise ValueError(f"assigner style {cfg['style']!r} differs from the loss "
+                             f'style {self.style!r}; set match/ignore on the assigner '
+                             'to mix rules')
+        if ignore_thresh is not None:
+            if cfg.setdefault('ignore_thresh', ignore_thresh) != ignore_thresh:
+                raise ValueError(f"assigner ignore_thresh {cfg['ignore_thresh']!r} "
+                                 f'differs from the loss ignore_thresh {ignore_thresh!r}')
+        return cfg
+
+    @staticmethod
+    def _non_negative(name: str, value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not float(value) >= 0:
+            raise ValueError(f'{name} must be a non-negative number, got {value!r}')
+        return float(value)
+
+    @property
+    def validating(self) -> bool:
+        return resolve_validate(self.validate)
+
+    def extra_repr(self) -> str:
+        return (f'num_classes={self.num_classes}, style={self.style!r}, '
+                f'strides={self.strides}, num_anchors={self.num_anchors}, '
+                f'ignore_thresh={self.ignore_thresh}, obj_scale={self.obj_scale}, '
+                f'noobj_scale={self.noobj_scale}, box_scale={self.box_scale}')
+
+    # ------------------------------------------------------------------ checks
+    def _check_preds(self, preds) -> None:
+        if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
+            raise TypeError('preds must be a list of [B, A*(5+C), H, W] tensors, one '
+                            f'per level, got {type(preds).__name__}')
+        if len(preds) != self.num_levels:
+            raise ValueError(f'preds has {len(preds)} levels but the loss has '
+                             f'{self.num_levels} (anchors/strides)')
+        for level, pred in enumerate(preds):
+            check_tensor(f'preds[{level}]', pred, floating=True)
+            split_level_pred(pred, self.num_anchors, self.num_classes, f'preds[{level}]')
+            if pred.shape[0] != preds[0].shape[0]:
+                raise ValueError(f'preds[{level}] has batch size {pred.shape[0]}, '
+                                 f'preds[0] has {preds[0].shape[0]}')
+            if pred.device != preds[0].device:
+                raise ValueError(f'preds[{level}] is on {pred.device}, preds[0] on '
+                                 f'{preds[0].device}')
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, preds: Sequence[Tensor], targets: Tensor,
+                img_size: Optional[Sequence[int]] = None,
+                max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
+        validate = self.validating
+        self._check_preds(preds)
+        batch_size = preds[0].shape[0]
+        input_size = resolve_img_size(preds, self.strides, img_size)
+        check_targets(targets, batch_size, self.num_classes, validate)
+        if targets.device != preds[0].device:
+            raise ValueError(f'targets is on {targets.device} but preds on '
+                             f'{preds[0].device}')
+        if validate:
+            for level, pred in enumerate(preds):
+                check_finite(f'preds[{level}]', pred)
+        max_boxes = resolve_max_boxes(targets, batch_size, max_boxes, validate)
+        with torch.autocast(device_type=preds[0].device.type, enabled=False):
+            return self._compute(preds, targets, max_boxes, input_size)
+
+    def _part(self, name: str, pred: Tensor, target: Tensor, weight: Tensor,
+              avg_factor) -> Tensor:
+        """Call part ``name`` on flattened ``[K, n]`` tensors."""
+        size = pred.shape[-1]
+        args = (pred.reshape(-1, size), target.reshape(-1, size))
+        weight = weight.expand_as(pred).reshape(-1, size)
+        part = getattr(self, name)
+        if self._normalised[name]:
+            return part(*args, weight=weight, avg_factor=avg_factor)
+        return part(*args, weight=weight)
+
+    def _compute(self, preds: Sequence[Tensor], targets: Tensor, max_boxes: int,
+                 input_size: Tuple[int, int]) -> Dict[str, Tensor]:
+        device = preds[0].device
+        dtype = torch.float64 if preds[0].dtype == torch.float64 else torch.float32
+        batch_size = preds[0].shape[0]
+        num_classes, num_anchors = self.num_classes, self.num_anchors
+        pytorch_style = self.style == 'pytorch_yolov3'
+        img_h, img_w = input_size
+        # One padded slot at least, so gathers never index an empty axis.
+        padded = pad_targets(targets.detach().to(dtype), batch_size, max(max_boxes, 1))
+        boxes = padded.boxes
+        box_mask = padded.mask & (boxes[..., 2] > 0) & (boxes[..., 3] > 0)
+        anchors = self.anchors.to(dtype)
+        grid_sizes = [tuple(pred.shape[-2:]) for pred in preds]
+        assignments = self.assigner.assign(boxes, padded.labels, box_mask, anchors,
+                                           self.strides, grid_sizes, input_size,
+                                           num_classes)
+
+        totals = {name: torch.zeros((), dtype=dtype, device=device)
+                  for name in ('loss_xy', 'loss_wh', 'loss_obj', 'loss_cls')}
+        for level, raw in enumerate(preds):
+            height, width = grid_sizes[level]
+            assigned = assignments[level]
+            pred = split_level_pred(raw, num_anchors, num_classes).to(dtype)
+            level_anchors = anchors[level][None, :, None, None, :]   # [1, A, 1, 1, 2] px
+            pos = assigned.pos_mask
+            pos_weight = pos.to(dtype)
+            num_pos = pos_weight.sum()
+            target_boxes = assigned.target_boxes
+
+            if self.box_scale:
+                coord_weight = pos_weight * (2.0 - target_boxes[..., 2] * target_boxes[..., 3])
+            else:
+                coord_weight = pos_weight
+            coord_weight = coord_weight[..., None]
+            per_image = batch_size
+            norm_pos = num_pos if pytorch_style else per_image
+
+            # xy: offset of the centre in its cell.
+            raw_xy = pred[..., 0:2]
+            xy_input = raw_xy if self.xy_from_logits else raw_xy.sigmoid()
+            totals['loss_xy'] = totals['loss_xy'] + self._part(
+                'loss_xy', xy_input, assigned.target_offsets, coord_weight, norm_pos)
+
+            # wh: log of the size over the anchor; 1 off the positives (log 0).
+            if pytorch_style:
+                gain = target_boxes.new_tensor([float(width), float(height)])
+                grid_anchors = level_anchors / float(self.strides[level])
+                ratio = target_boxes[..., 2:4] * gain / grid_anchors + _PYTORCH_YOLOV3_LOG_EPS
+            else:
+                img = target_boxes.new_tensor([float(img_w), float(img_h)])
+                ratio = target_boxes[..., 2:4] * img / level_anchors
+            ratio = torch.where(pos[..., None], ratio, torch.ones_like(ratio))
+            totals['loss_wh'] = totals['loss_wh'] + self._part(
+                'loss_wh', pred[..., 2:4], ratio.log(), coord_weight, norm_pos)
+
+            # Objectness: positives, and negatives not ignored.
+            with torch.no_grad():
+                decoded = decode_yolov3_boxes(pred[..., 0:4].detach(), level_anchors)
+                cells = grid_cells(height, width, device=device, dtype=dtype)
+                grid_gain = decoded.new_tensor([float(width), float(height)])
+                pred_boxes = torch.cat(
+                    ((decoded[..., 0:2] + cells) / grid_gain,
+                     decoded[..., 2:4] / decoded.new_tensor([float(img_w), float(img_h)])),
+                    dim=-1)
+                ignored = self.assigner.ignore_mask(pred_boxes, boxes, box_mask, assigned)
+            neg_weight = (~pos & ~ignored).to(dtype)
+            obj_logit = pred[..., 4:5]
+            obj_target = pos_weight[..., None]
+            if pytorch_style:
+                obj_term = self.obj_scale * self._part(
+                    'loss_obj', obj_logit, obj_target, obj_target, num_pos)
+                obj_term = obj_term + self.noobj_scale * self._part(
+                    'loss_obj', obj_logit, obj_target, neg_weight[..., None],
+                    neg_weight.sum())
+            else:
+                obj_weight = self.obj_scale * pos_weight + self.noobj_scale * neg_weight
+                obj_term = self._part('loss_obj', obj_logit, obj_target,
+                                      obj_weight[..., None], per_image)
+            totals['loss_obj'] = totals['loss_obj'] + obj_term
+
+            # Classes: positives only, every class bit of the slot.
+            cls_norm = num_pos * num_classes if pytorch_style else per_image
+            totals['loss_cls'] = totals['loss_cls'] + self._part(
+                'loss_cls', pred[..., NUM_BOX_ATTRS:], assigned.target_classes,
+                pos_weight[..., None], cls_norm)
+        return totals
