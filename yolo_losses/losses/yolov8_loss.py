@@ -1,0 +1,305 @@
+"""YOLOv8 loss: ultralytics ``v8DetectionLoss`` (8.4.190).
+
+``YOLOv8Loss`` returns the three components of ultralytics' detection loss,
+each already multiplied by its weight (``loss_weight`` of its part) and never
+by the batch size (ultralytics multiplies the sum by the batch size; the
+training step here sums the components as they are):
+
+- ``loss_box``: ``1 - CIoU`` of each positive point's decoded box against its
+  assigned box (grid units of the point's level), weighted by the point's
+  target score, summed and divided by the sum of all target scores ``S``
+  (``S = max(sum, 1)``); weight 7.5.
+- ``loss_cls``: sigmoid BCE of every class logit of every point against the
+  soft targets of the assigner, summed and divided by ``S``; weight 0.5.
+- ``loss_dfl``: distribution focal loss of the four side distributions of
+  each positive point against the distances to its assigned box (clamped to
+  ``[0, reg_max - 1.01]``), averaged over the sides, weighted by the point's
+  target score, summed and divided by ``S``; weight 1.5.
+
+Assignment is :class:`~yolo_losses.assigners.TaskAlignedAssigner` (topk 10,
+alpha 0.5, beta 6.0, ultralytics 8.4.190's widening of ground-truth sides
+shorter than the second stride) on the detached predictions, in input pixels.
+
+Every part runs over all points with weight masks (0 on background points,
+whose target boxes are harmless placeholders), so with ``max_boxes`` given
+and validation off nothing synchronises with the device.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..assigners.task_aligned_assigner import TaskAlignedAssigner, TaskAlignedAssignment
+from ..ops.anchors import DEFAULT_STRIDES, check_strides, resolve_img_size
+from ..ops.boxes import cxcywh_to_xyxy
+from ..ops.points import (boxes_to_distances, distances_to_boxes,
+                          distribution_expectation, level_points)
+from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
+from ..registry import MODELS, TASK_UTILS
+from ..validation import check_finite, check_tensor, resolve_validate
+
+#: ultralytics keeps DFL targets this far below the last bin, so the right
+#: neighbour bin of every target exists.
+DFL_TARGET_MARGIN = 0.01
+
+#: Half side (grid units) of the placeholder target box of background points.
+_PLACEHOLDER_HALF_SIDE = 1.0
+
+
+class YOLOv8Targets(NamedTuple):
+    """Decoded predictions and their assignment (``YOLOv8Loss.assign``).
+
+    N points over all levels, B images, C classes, R = ``reg_max``.
+
+    cls_logits: ``[B, N, C]`` class logits.
+    dist_logits: ``[B, N, 4, R]`` side-distribution logits (l, t, r, b).
+    pred_boxes: ``[B, N, 4]`` decoded xyxy boxes, grid units of each point's
+        level.
+    points: ``[N, 2]`` anchor points, grid units.
+    point_strides: ``[N, 1]`` stride of each point (pixels per grid unit).
+    gt_boxes: ``[B, M, 4]`` padded ground truth, xyxy input pixels.
+    gt_mask: ``[B, M]`` bool, real boxes.
+    assignment: the assigner's result (boxes in pixels).
+    """
+    cls_logits: Tensor
+    dist_logits: Tensor
+    pred_boxes: Tensor
+    points: Tensor
+    point_strides: Tensor
+    gt_boxes: Tensor
+    gt_mask: Tensor
+    assignment: TaskAlignedAssignment
+
+
+def _build_part(cfg, name: str, registry):
+    if not hasattr(cfg, 'get') or 'type' not in cfg:
+        raise TypeError(f'{name} must be a config dict with a "type" key, got {cfg!r}')
+    return registry.build(copy.deepcopy(dict(cfg)))
+
+
+@MODELS.register_module()
+class YOLOv8Loss(nn.Module):
+    """ultralytics ``v8DetectionLoss`` as a registered, configurable loss.
+
+    Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
+    ``{'loss_box', 'loss_cls', 'loss_dfl'}`` scalar tensors.
+
+    - ``preds``: one ``[B, 4*reg_max + C, H, W]`` raw head output per level,
+      increasing stride: the left, top, right and bottom distributions
+      (``reg_max`` bin logits each, in that order), then C class logits
+      (ultralytics' ``Detect`` layout).
+    - ``targets``: float ``[N, 6]`` (batch_index, class_id, cx, cy, w, h),
+      coordinates normalised to [0, 1] of the input; any row order; N may be
+      0. A box whose corner coordinates sum to 0 or less (in pixels) is
+      ignored, as ultralytics does.
+    - ``img_size``: input ``(h, w)`` in pixels, which scales the targets;
+      default: level-0 stride times the level-0 grid (ultralytics).
+    - ``max_boxes``: bound on boxes per image; given, the loss needs no host
+      sync (validation off); ``None``: computed (one sync).
+
+    Args:
+        num_classes: C (1 is fine: the class loss is kept, as ultralytics).
+        strides: stride of each level in pixels, increasing.
+        reg_max: bins per side distribution (>= 2).
+        loss_cls: config of the class loss, called with ``[B, N, C]`` logits
+            and soft targets and ``avg_factor=S``; needs ``reduction='mean'``.
+            ``FocalLoss``/``VarifocalLoss`` configs work as well.
+        loss_bbox: config of the box loss, called with ``[B*N, 4]`` xyxy
+            boxes (grid units), a ``[B*N]`` weight and ``avg_factor=S``;
+            needs ``reduction='mean'`` (``SIoULoss`` etc. work as well).
+        loss_dfl: config of the distribution loss, called with
+            ``[B*N*4, reg_max]`` logits, ``[B*N*4]`` distances, a ``[B*N*4]``
+            weight and ``avg_factor=4*S``; needs ``reduction='mean'``.
+        assigner: config of the assigner (``TaskAlignedAssigner``; its
+            ``strides`` default to this loss's). It is called with sigmoid
+            scores ``[B, N, C]``, predicted xyxy boxes ``[B, N, 4]`` and
+            points ``[N, 2]`` in input pixels, labels ``[B, M]``, boxes
+            ``[B, M, 4]`` (xyxy pixels) and a box mask ``[B, M]``.
+        validate: value checks (NaN/inf, ranges; host syncs); ``None``
+            follows ``yolo_losses.set_validation``.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 strides: Sequence[float] = DEFAULT_STRIDES,
+                 reg_max: int = 16,
+                 loss_cls: dict = dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                       reduction='mean', loss_weight=0.5),
+                 loss_bbox: dict = dict(type='CIoULoss', style='yolo',
+                                        reduction='mean', loss_weight=7.5),
+                 loss_dfl: dict = dict(type='DistributionFocalLoss',
+                                       reduction='mean', loss_weight=1.5),
+                 assigner: dict = dict(type='TaskAlignedAssigner', topk=10,
+                                       alpha=0.5, beta=6.0),
+                 validate: Optional[bool] = None) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
+                or num_classes < 1:
+            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
+        if isinstance(reg_max, bool) or not isinstance(reg_max, int) or reg_max < 1:
+            raise ValueError(f'reg_max must be an int >= 2, got {reg_max!r}')
+        if reg_max == 1:
+            raise NotImplementedError(
+                'reg_max=1 (ultralytics\' L1 distance loss instead of DFL) is not '
+                'implemented; use reg_max >= 2')
+        self.strides = check_strides(strides, None, 'strides')
+        self.num_classes = num_classes
+        self.reg_max = reg_max
+        self.validate = validate
+
+        self.loss_cls = _build_part(loss_cls, 'loss_cls', MODELS)
+        self.loss_bbox = _build_part(loss_bbox, 'loss_bbox', MODELS)
+        self.loss_dfl = _build_part(loss_dfl, 'loss_dfl', MODELS)
+        for name in ('loss_cls', 'loss_bbox', 'loss_dfl'):
+            reduction = getattr(getattr(self, name), 'reduction', 'mean')
+            if reduction != 'mean':
+                raise ValueError(
+                    f"{name} must use reduction='mean' (YOLOv8Loss divides by the "
+                    f"target-score sum through avg_factor), got {reduction!r}")
+
+        if not hasattr(assigner, 'get') or 'type' not in assigner:
+            raise TypeError(f'assigner must be a config dict with a "type" key, '
+                            f'got {assigner!r}')
+        assigner = copy.deepcopy(dict(assigner))
+        assigner_type = assigner['type']
+        if isinstance(assigner_type, str):
+            assigner_type = TASK_UTILS.get(assigner_type)
+        if isinstance(assigner_type, type) and issubclass(assigner_type, TaskAlignedAssigner):
+            assigner.setdefault('strides', self.strides)
+        self.assigner = TASK_UTILS.build(assigner)
+
+    @property
+    def validating(self) -> bool:
+        return resolve_validate(self.validate)
+
+    @property
+    def num_outputs(self) -> int:
+        """Channels of each level's prediction: ``4 * reg_max + C``."""
+        return 4 * self.reg_max + self.num_classes
+
+    def extra_repr(self) -> str:
+        return (f'num_classes={self.num_classes}, strides={self.strides}, '
+                f'reg_max={self.reg_max}')
+
+    # ------------------------------------------------------------------ checks
+    def _check_preds(self, preds) -> None:
+        if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
+            raise TypeError('preds must be a list of [B, 4*reg_max + C, H, W] tensors, '
+                            f'one per level, got {type(preds).__name__}')
+        if len(preds) != len(self.strides):
+            raise ValueError(f'preds has {len(preds)} levels but the loss has '
+                             f'{len(self.strides)} strides {self.strides}')
+        for level, pred in enumerate(preds):
+            name = f'preds[{level}]'
+            check_tensor(name, pred, floating=True)
+            if pred.dim() != 4 or pred.shape[1] != self.num_outputs:
+                raise ValueError(
+                    f'{name} must be [B, 4*reg_max + C, H, W] = [B, {self.num_outputs}, '
+                    f'H, W] for reg_max={self.reg_max} and C={self.num_classes} '
+                    f'classes, got shape {tuple(pred.shape)}')
+            if pred.shape[0] != preds[0].shape[0]:
+                raise ValueError(f'{name} has batch size {pred.shape[0]}, preds[0] '
+                                 f'has {preds[0].shape[0]}')
+            if pred.device != preds[0].device:
+                raise ValueError(f'{name} is on {pred.device}, preds[0] on '
+                                 f'{preds[0].device}')
+            if pred.shape[2] == 0 or pred.shape[3] == 0:
+                raise ValueError(f'{name} has an empty grid {tuple(pred.shape[-2:])}')
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, preds: Sequence[Tensor], targets: Tensor,
+                img_size: Optional[Sequence[int]] = None,
+                max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
+        size, max_boxes = self._check_inputs(preds, targets, img_size, max_boxes)
+        with torch.autocast(device_type=preds[0].device.type, enabled=False):
+            prepared = self._prepare(preds, targets, size, max_boxes)
+            return self._losses(prepared)
+
+    def assign(self, preds: Sequence[Tensor], targets: Tensor,
+               img_size: Optional[Sequence[int]] = None,
+               max_boxes: Optional[int] = None) -> YOLOv8Targets:
+        """The decoded predictions and targets ``forward`` computes its
+        losses from (same arguments and checks), for inspection."""
+        size, max_boxes = self._check_inputs(preds, targets, img_size, max_boxes)
+        with torch.autocast(device_type=preds[0].device.type, enabled=False):
+            return self._prepare(preds, targets, size, max_boxes)
+
+    def _check_inputs(self, preds, targets, img_size, max_boxes) -> Tuple[Tuple[int, int], int]:
+        validate = self.validating
+        self._check_preds(preds)
+        batch_size = preds[0].shape[0]
+        size = resolve_img_size(preds, self.strides, img_size)
+        check_targets(targets, batch_size, self.num_classes, validate)
+        if targets.device != preds[0].device:
+            raise ValueError(f'targets is on {targets.device} but preds on '
+                             f'{preds[0].device}')
+        if validate:
+            for level, pred in enumerate(preds):
+                check_finite(f'preds[{level}]', pred)
+        max_boxes = resolve_max_boxes(targets, batch_size, max_boxes, validate)
+        return size, max_boxes
+
+    def _prepare(self, preds: Sequence[Tensor], targets: Tensor,
+                 img_size: Tuple[int, int], max_boxes: int) -> YOLOv8Targets:
+        device = preds[0].device
+        dtype = torch.float64 if any(p.dtype == torch.float64 for p in preds) \
+            else torch.float32
+        batch_size = preds[0].shape[0]
+        reg_max = self.reg_max
+
+        # [B, 4R + C, N] over all levels -> per point [B, N, 4R + C].
+        flat = torch.cat([pred.flatten(2) for pred in preds], dim=2).to(dtype)
+        flat = flat.transpose(1, 2)
+        num_points = flat.shape[1]
+        dist_logits = flat[..., :4 * reg_max].reshape(batch_size, num_points, 4, reg_max)
+        cls_logits = flat[..., 4 * reg_max:]
+
+        points, point_strides = level_points([p.shape[-2:] for p in preds], self.strides,
+                                             device=device, dtype=dtype)
+        pred_boxes = distances_to_boxes(distribution_expectation(dist_logits), points)
+
+        # Targets in input pixels, xyxy, padded per image.
+        padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
+        height, width = img_size
+        scale = torch.tensor((width, height, width, height), dtype=dtype, device=device)
+        gt_boxes = cxcywh_to_xyxy(padded.boxes * scale)
+        gt_mask = padded.mask & (gt_boxes.sum(-1) > 0)
+
+        assignment = self.assigner(cls_logits.detach().sigmoid(),
+                                   pred_boxes.detach() * point_strides,
+                                   points * point_strides, padded.labels, gt_boxes, gt_mask)
+        return YOLOv8Targets(cls_logits, dist_logits, pred_boxes, points, point_strides,
+                             gt_boxes, gt_mask, assignment)
+
+    def _losses(self, prepared: YOLOv8Targets) -> Dict[str, Tensor]:
+        cls_logits, dist_logits, pred_boxes, points, point_strides = prepared[:5]
+        assignment = prepared.assignment
+        batch_size, num_points = cls_logits.shape[:2]
+        reg_max = self.reg_max
+        target_scores = assignment.scores.to(cls_logits.dtype)
+        fg_mask = assignment.fg_mask
+        score_sum = target_scores.sum().clamp(min=1)
+        point_weight = target_scores.sum(-1)                           # [B, N]
+
+        loss_cls = self.loss_cls(cls_logits, target_scores, avg_factor=score_sum)
+
+        # Background points get a finite stand-in box (weight 0 there), so no
+        # 0 * NaN can reach the gradient.
+        placeholder = torch.cat((points - _PLACEHOLDER_HALF_SIDE,
+                                 points + _PLACEHOLDER_HALF_SIDE), dim=-1)
+        target_boxes = torch.where(fg_mask.unsqueeze(-1),
+                                   assignment.boxes.to(pred_boxes.dtype) / point_strides,
+                                   placeholder)
+        loss_box = self.loss_bbox(pred_boxes.reshape(-1, 4), target_boxes.reshape(-1, 4),
+                                  weight=point_weight.reshape(-1), avg_factor=score_sum)
+
+        target_distances = boxes_to_distances(points, target_boxes,
+                                              reg_max - 1 - DFL_TARGET_MARGIN)
+        side_weight = point_weight.unsqueeze(-1).expand(batch_size, num_points, 4)
+        loss_dfl = self.loss_dfl(dist_logits.reshape(-1, reg_max),
+                                 target_distances.reshape(-1),
+                                 weight=side_weight.reshape(-1), avg_factor=4 * score_sum)
+        return dict(loss_box=loss_box, loss_cls=loss_cls, loss_dfl=loss_dfl)
