@@ -74,10 +74,15 @@ class YOLOv8Targets(NamedTuple):
     assignment: TaskAlignedAssignment
 
 
-def _build_part(cfg, name: str, registry):
+def _build_part(cfg, name: str, validate: Optional[bool]) -> nn.Module:
     if not hasattr(cfg, 'get') or 'type' not in cfg:
         raise TypeError(f'{name} must be a config dict with a "type" key, got {cfg!r}')
-    return registry.build(copy.deepcopy(dict(cfg)))
+    part = MODELS.build(copy.deepcopy(dict(cfg)))
+    if 'validate' not in cfg and hasattr(part, 'validate'):
+        # The part follows this loss's switch (as YOLOv3Loss's parts do), so
+        # validate=False here leaves no value check, hence no sync, inside.
+        part.validate = validate
+    return part
 
 
 @MODELS.register_module()
@@ -119,7 +124,8 @@ class YOLOv8Loss(nn.Module):
             points ``[N, 2]`` in input pixels, labels ``[B, M]``, boxes
             ``[B, M, 4]`` (xyxy pixels) and a box mask ``[B, M]``.
         validate: value checks (NaN/inf, ranges; host syncs); ``None``
-            follows ``yolo_losses.set_validation``.
+            follows ``yolo_losses.set_validation``. The parts get the same
+            setting unless their config gives ``validate``.
     """
 
     def __init__(self,
@@ -150,9 +156,9 @@ class YOLOv8Loss(nn.Module):
         self.reg_max = reg_max
         self.validate = validate
 
-        self.loss_cls = _build_part(loss_cls, 'loss_cls', MODELS)
-        self.loss_bbox = _build_part(loss_bbox, 'loss_bbox', MODELS)
-        self.loss_dfl = _build_part(loss_dfl, 'loss_dfl', MODELS)
+        self.loss_cls = _build_part(loss_cls, 'loss_cls', validate)
+        self.loss_bbox = _build_part(loss_bbox, 'loss_bbox', validate)
+        self.loss_dfl = _build_part(loss_dfl, 'loss_dfl', validate)
         for name in ('loss_cls', 'loss_bbox', 'loss_dfl'):
             reduction = getattr(getattr(self, name), 'reduction', 'mean')
             if reduction != 'mean':
