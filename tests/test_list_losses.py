@@ -9,7 +9,7 @@ from pathlib import Path
 from mmengine.registry import Registry
 from torch import nn
 
-from yolo_losses.catalog import (Argument, constructor_arguments,
+from yolo_losses.catalog import (Argument, LossInfo, constructor_arguments,
                                  describe_registered_losses, format_markdown,
                                  format_table, is_loss_class, losses_as_json)
 from yolo_losses.losses.base import BaseLoss
@@ -111,6 +111,15 @@ def test_describe_a_registry():
         f'| `HuberishLoss` | {SUMMARY} | '
         "`delta, scale=(1, 2), reduction='mean', loss_weight=1.0, "
         "validate=None` |")
+
+
+def test_plugin_losses_are_marked_in_the_tables():
+    info = LossInfo('TheirLoss', 'their_losses.losses', 'their',
+                    [Argument('power', 3)], 'Cubed error.')
+    assert format_table([info]).splitlines()[2] == (
+        'TheirLoss  Cubed error. [plugin their]  power=3')
+    assert format_markdown([info]).splitlines()[2] == (
+        '| `TheirLoss` | Cubed error. [plugin their] | `power=3` |')
 
 
 def run_tool(*args, cwd=REPO, extra_path=None):
