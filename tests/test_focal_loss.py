@@ -267,18 +267,22 @@ def test_gradcheck_float64():
                      (probs,))
 
 
-def test_empty_inputs():
-    loss = FocalLoss()
+def test_empty_inputs_give_a_graph_connected_zero():
+    # the project's convention (mmdet's smooth L1): a scalar 0, so 'mean' of
+    # nothing is 0 rather than mmdet focal's NaN
     pred = torch.zeros(0, 4, requires_grad=True)
     labels = torch.zeros(0, dtype=torch.long)
-    total = loss(pred, labels, reduction_override='sum')
-    assert total.item() == 0.0
+    for loss in (FocalLoss(), FocalLoss(activated=True), FocalLoss(pos_weight=2.0)):
+        for reduction in ('mean', 'sum', 'none'):
+            for target in (labels, torch.zeros(0, 4)):
+                value = loss(pred, target, reduction_override=reduction)
+                assert value.shape == () and value.item() == 0.0
+        assert loss(pred, labels, torch.zeros(0), avg_factor=0.0).item() == 0.0
+    total = FocalLoss()(pred, labels, torch.zeros(0, 1))
     total.backward()
     assert pred.grad.shape == (0, 4)
-    assert loss(pred, labels, reduction_override='none').shape == (0, 4)
-    assert loss(pred, labels, torch.zeros(0), avg_factor=0.0).item() == 0.0
-    assert loss(pred, torch.zeros(0, 4), reduction_override='sum').item() == 0.0
-    assert FocalLoss(activated=True)(pred, labels, reduction_override='sum').item() == 0.0
+    # a batch of images with no priors at all: [B, 0, C]
+    assert FocalLoss()(torch.zeros(2, 0, 3), torch.zeros(2, 0, dtype=torch.long)).item() == 0.0
 
 
 def test_half_and_autocast_never_overflow():

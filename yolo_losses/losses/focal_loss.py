@@ -29,8 +29,7 @@ from ..validation import check_finite, check_range, check_tensor
 from .base import BaseLoss
 from .utils import weighted_loss
 
-__all__ = ['sigmoid_focal_loss', 'focal_loss_with_prob', 'FocalLoss',
-           'check_weight_broadcasts', 'per_prior_weight']
+__all__ = ['sigmoid_focal_loss', 'focal_loss_with_prob', 'FocalLoss', 'per_prior_weight']
 
 
 def _focal_modulation(prob: Tensor, target: Tensor, gamma: float,
@@ -65,8 +64,11 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, gamma: float = 2.0,
     is; ``FocalLoss`` also accepts mmdet's per-prior ``[N]`` weights.
 
     Returns:
-        the loss (nats) of ``pred``'s shape before reduction.
+        the loss (nats) of ``pred``'s shape before reduction; an empty
+        ``pred`` gives a scalar 0 on its graph (so ``'mean'`` is 0, not NaN).
     """
+    if pred.numel() == 0:
+        return pred.sum() * 0
     target = target.to(pred.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(pred.dtype)
@@ -88,26 +90,14 @@ def focal_loss_with_prob(pred: Tensor, target: Tensor, gamma: float = 2.0,
         pred: probabilities in [0, 1], any shape.
         target: one-hot or soft targets in [0, 1], shape of ``pred``.
         gamma, alpha: as in :func:`sigmoid_focal_loss`.
+
+    Empty ``pred``: a scalar 0 on its graph.
     """
+    if pred.numel() == 0:
+        return pred.sum() * 0
     target = target.to(pred.dtype)
     bce = F.binary_cross_entropy(pred, target, reduction='none')
     return bce * _focal_modulation(pred, target, gamma, alpha)
-
-
-def check_weight_broadcasts(weight, loss_shape: torch.Size,
-                            name: str = 'weight') -> Tensor:
-    """``weight`` must be a tensor that broadcasts to ``loss_shape`` without
-    enlarging it (``loss * weight`` keeps the element-wise loss's shape)."""
-    check_tensor(name, weight)
-    try:
-        shape = torch.broadcast_shapes(weight.shape, loss_shape)
-    except RuntimeError:
-        shape = None
-    if shape != loss_shape:
-        raise ValueError(
-            f'{name} of shape {tuple(weight.shape)} does not broadcast to the '
-            f'element-wise loss of shape {tuple(loss_shape)}')
-    return weight
 
 
 def per_prior_weight(weight, loss_shape: torch.Size) -> Tensor:
@@ -247,6 +237,8 @@ class FocalLoss(BaseLoss):
                 check_range('target', target, 0.0, 1.0)
             check_finite('weight', weight)
 
+        if pred.numel() == 0:
+            weight = None  # the element-wise loss is then a scalar 0
         if is_label:
             # class id C (background) becomes the dropped last column
             target = F.one_hot(target.long(), num_classes + 1)[..., :num_classes]

@@ -1,0 +1,130 @@
+"""Varifocal loss (Zhang et al., VarifocalNet, https://arxiv.org/abs/2008.13367),
+mmdet 3.3's ``VarifocalLoss``.
+
+With ``p = sigmoid(pred)`` and an IoU-aware target score ``q`` in [0, 1]
+(the IoU with the ground truth for the true class of a positive, 0
+elsewhere)::
+
+    loss = BCE(pred, q) * (q if q > 0 else alpha * p ** gamma)
+
+Positives keep their full BCE, weighted by ``q`` itself (``iou_weighted``)
+or by 1; only negatives are down-weighted, unlike the focal loss.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..registry import MODELS
+from ..validation import check_finite, check_range, check_same_shape, check_tensor
+from .base import BaseLoss
+from .smooth_l1_loss import check_weight_broadcast
+from .utils import weighted_loss
+
+__all__ = ['varifocal_loss', 'VarifocalLoss']
+
+
+@weighted_loss
+def varifocal_loss(pred: Tensor, target: Tensor, alpha: float = 0.75,
+                   gamma: float = 2.0, iou_weighted: bool = True) -> Tensor:
+    """Element-wise varifocal loss.
+
+    Args:
+        pred: logits, any shape, usually ``[N, C]``.
+        target: IoU-aware classification scores in [0, 1], shape of ``pred``.
+        alpha: weight of the negative part (not the focal loss's alpha).
+        gamma: focusing exponent of the negative part.
+        iou_weighted: weigh positives by their target score, else by 1.
+
+    Called through ``weighted_loss``: ``varifocal_loss(pred, target,
+    weight=None, reduction='mean', avg_factor=None, alpha=..., gamma=...)``.
+
+    mmdet writes the negative weight as ``alpha * |p - q| ** gamma``; for the
+    negatives' ``q = 0`` that is ``alpha * p ** gamma``, the same value and
+    the same gradient with respect to ``pred`` (targets are constants: a
+    gradient into ``target`` at ``q = 0`` is not mmdet's).
+
+    Returns:
+        the loss (nats) of ``pred``'s shape before reduction; an empty
+        ``pred`` gives a scalar 0 on its graph (so ``'mean'`` is 0, not NaN).
+    """
+    if pred.numel() == 0:
+        return pred.sum() * 0
+    target = target.to(pred.dtype)
+    negative_weight = alpha * pred.sigmoid().pow(gamma)
+    positive_weight = target if iou_weighted else 1.0
+    focal_weight = torch.where(target > 0, positive_weight, negative_weight)
+    return F.binary_cross_entropy_with_logits(pred, target, reduction='none') * focal_weight
+
+
+@MODELS.register_module()
+class VarifocalLoss(BaseLoss):
+    """Varifocal loss, mmdet 3.3's ``VarifocalLoss``.
+
+    Args:
+        use_sigmoid: must be True (as in mmdet).
+        alpha: weight of the negative part, >= 0.
+        gamma: focusing exponent of the negative part, >= 0.
+        iou_weighted: weigh positives by their target score.
+        reduction: ``'none'``, ``'mean'`` or ``'sum'``.
+        loss_weight: multiplies the reduced loss.
+        validate: value checks (NaN/inf, target range); ``None`` follows the
+            global switch.
+
+    Call ``loss(pred, target, weight=None, avg_factor=None,
+    reduction_override=None)`` with ``pred`` ``[N, C]`` logits, ``target``
+    scores in [0, 1] of the same shape and ``weight`` broadcasting to it
+    (e.g. ``[N, 1]`` per prior; mmdet broadcasts ``weight`` as is).
+    """
+
+    def __init__(self,
+                 use_sigmoid: bool = True,
+                 alpha: float = 0.75,
+                 gamma: float = 2.0,
+                 iou_weighted: bool = True,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 validate: Optional[bool] = None) -> None:
+        if not use_sigmoid:
+            raise NotImplementedError(
+                'VarifocalLoss supports only the sigmoid form (use_sigmoid=True), '
+                'as mmdet')
+        if not alpha >= 0:
+            raise ValueError(f'alpha must be >= 0, got {alpha}')
+        if not gamma >= 0:
+            raise ValueError(f'gamma must be >= 0, got {gamma}')
+        super().__init__(reduction, loss_weight, validate)
+        self.use_sigmoid = True
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+        self.iou_weighted = bool(iou_weighted)
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        reduction = self.resolve_reduction(reduction_override)
+        check_tensor('pred', pred, floating=True)
+        check_tensor('target', target)
+        check_same_shape('pred', pred, 'target', target)
+        check_weight_broadcast(weight, pred.shape)
+        if self.validating:
+            check_finite('pred', pred)
+            check_finite('target', target)
+            check_range('target', target, 0.0, 1.0, 'scores')
+            check_finite('weight', weight)
+        if pred.numel() == 0:
+            weight = None  # the element-wise loss is then a scalar 0
+        loss = varifocal_loss(
+            pred, target, weight, reduction=reduction, avg_factor=avg_factor,
+            alpha=self.alpha, gamma=self.gamma, iou_weighted=self.iou_weighted)
+        return self.loss_weight * loss
+
+    def extra_repr(self) -> str:
+        return (f'alpha={self.alpha}, gamma={self.gamma}, '
+                f'iou_weighted={self.iou_weighted}, ' + super().extra_repr())
