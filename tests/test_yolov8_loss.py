@@ -379,6 +379,9 @@ def test_no_host_sync(monkeypatch):
     for name in ('item', 'tolist', '__bool__', 'nonzero', 'cpu', 'numpy'):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
     monkeypatch.setattr(torch, 'nonzero', forbidden)
+    # a tensor from Python data is a blocking host-to-device copy on CUDA
+    monkeypatch.setattr(torch, 'tensor', forbidden)
+    monkeypatch.setattr(torch, 'as_tensor', forbidden)
     got = loss(preds, targets, max_boxes=max_boxes)
     sum(got.values()).backward()
     monkeypatch.undo()

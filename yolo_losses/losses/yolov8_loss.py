@@ -270,7 +270,10 @@ class YOLOv8Loss(nn.Module):
         # Targets in input pixels, xyxy, padded per image.
         padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
         height, width = img_size
-        scale = torch.tensor((width, height, width, height), dtype=dtype, device=device)
+        # Filled on the device: a tensor from Python data would be a blocking
+        # host-to-device copy on CUDA.
+        scale = torch.full((4,), float(width), dtype=dtype, device=device)
+        scale[1::2] = float(height)
         gt_boxes = cxcywh_to_xyxy(padded.boxes * scale)
         gt_mask = padded.mask & (gt_boxes.sum(-1) > 0)
 
