@@ -310,8 +310,10 @@ def _sigmoid_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
 def _mask_loss(pred: Tensor, target: Tensor, label: Tensor, reduction: str,
                avg_factor: AvgFactor, class_weight: Optional[Tensor]) -> Tensor:
     dtype = _compute_dtype(pred)
-    rois = torch.arange(pred.shape[0], device=pred.device)
-    own_class_logits = pred[rois, label.long()]  # [N, *]
+    # gather (backward: scatter-add) picks each RoI's own class channel
+    index = label.long().reshape((-1, 1) + (1,) * (pred.dim() - 2))
+    index = index.expand(pred.shape[:1] + (1,) + pred.shape[2:])
+    own_class_logits = pred.gather(1, index).squeeze(1)  # [N, *]
     element_weight = class_weight
     if own_class_logits.numel() == 0:
         element_weight = None
