@@ -92,6 +92,15 @@ class YOLOv3LevelAssignment(NamedTuple):
     shape_ignore: Tensor
 
 
+def scale_pairs(values: Tensor, x_factor: float, y_factor: float) -> Tensor:
+    """``[..., 2]`` (x, y) pairs times ``(x_factor, y_factor)``.
+
+    Python scalars only: a factor tensor built from Python data would be a
+    host-to-device copy on CUDA (and break CUDA-graph capture).
+    """
+    return torch.stack((values[..., 0] * x_factor, values[..., 1] * y_factor), dim=-1)
+
+
 def _check_choice(name: str, value, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f'{name} must be one of {", ".join(map(repr, choices))}, '
@@ -177,7 +186,7 @@ class YOLOv3Assigner:
         if self.match == 'all_levels':
             # Pixels, as keras does (darknet's normalised sizes give the same
             # IoU: it does not change when both axes are rescaled).
-            size_px = boxes[..., 2:4] * boxes.new_tensor([img_w, img_h])
+            size_px = scale_pairs(boxes[..., 2:4], img_w, img_h)
             iou = wh_iou(size_px, anchors.reshape(-1, 2))           # [B, M, L*A]
             best = iou.argmax(dim=-1)                                # first max wins
             best_level, best_anchor = best // num_anchors, best % num_anchors
@@ -185,8 +194,7 @@ class YOLOv3Assigner:
         results = []
         for level, (stride, (height, width)) in enumerate(zip(strides, grid_sizes)):
             grid_anchors = anchors[level] / float(stride)            # [A, 2] grid units
-            gain = boxes.new_tensor([float(width), float(height)])
-            size_grid = boxes[..., 2:4] * gain                       # [B, M, 2]
+            size_grid = scale_pairs(boxes[..., 2:4], width, height)  # [B, M, 2]
             shape_iou = None
             if self.match == 'per_level' or self.ignore == 'anchor_shape':
                 # Grid units, as PyTorch-YOLOv3 (anchors / stride).
@@ -200,17 +208,16 @@ class YOLOv3Assigner:
                 anchor_index = shape_iou.argmax(dim=-1)
             results.append(self._assign_level(
                 boxes, labels, box_mask, assigned, anchor_index, shape_iou,
-                num_anchors, int(height), int(width), gain, num_classes))
+                num_anchors, int(height), int(width), num_classes))
         return results
 
     def _assign_level(self, boxes: Tensor, labels: Tensor, box_mask: Tensor,
                       assigned: Tensor, anchor_index: Tensor,
                       shape_iou: Optional[Tensor], num_anchors: int, height: int,
-                      width: int, gain: Tensor,
-                      num_classes: int) -> YOLOv3LevelAssignment:
+                      width: int, num_classes: int) -> YOLOv3LevelAssignment:
         batch, num_boxes = boxes.shape[:2]
         device, dtype = boxes.device, boxes.dtype
-        centre = boxes[..., :2] * gain                               # [B, M, 2]
+        centre = scale_pairs(boxes[..., :2], width, height)         # [B, M, 2] grid units
         cell = centre.floor().long()
         cell_x = cell[..., 0].clamp(0, width - 1)
         cell_y = cell[..., 1].clamp(0, height - 1)

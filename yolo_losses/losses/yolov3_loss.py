@@ -50,6 +50,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..assigners.yolov3_assigner import scale_pairs
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
                            anchors_to_tensor, check_strides, decode_yolov3_boxes,
                            grid_cells, resolve_img_size, split_level_pred)
@@ -317,12 +318,11 @@ class YOLOv3Loss(nn.Module):
 
             # wh: log of the size over the anchor; 1 off the positives (log 0).
             if pytorch_style:
-                gain = target_boxes.new_tensor([float(width), float(height)])
                 grid_anchors = level_anchors / float(self.strides[level])
-                ratio = target_boxes[..., 2:4] * gain / grid_anchors + _PYTORCH_YOLOV3_LOG_EPS
+                ratio = (scale_pairs(target_boxes[..., 2:4], width, height) / grid_anchors
+                         + _PYTORCH_YOLOV3_LOG_EPS)
             else:
-                img = target_boxes.new_tensor([float(img_w), float(img_h)])
-                ratio = target_boxes[..., 2:4] * img / level_anchors
+                ratio = scale_pairs(target_boxes[..., 2:4], img_w, img_h) / level_anchors
             ratio = torch.where(pos[..., None], ratio, torch.ones_like(ratio))
             totals['loss_wh'] = totals['loss_wh'] + self._part(
                 'loss_wh', pred[..., 2:4], ratio.log(), coord_weight, norm_pos)
@@ -331,11 +331,9 @@ class YOLOv3Loss(nn.Module):
             with torch.no_grad():
                 decoded = decode_yolov3_boxes(pred[..., 0:4].detach(), level_anchors)
                 cells = grid_cells(height, width, device=device, dtype=dtype)
-                grid_gain = decoded.new_tensor([float(width), float(height)])
                 pred_boxes = torch.cat(
-                    ((decoded[..., 0:2] + cells) / grid_gain,
-                     decoded[..., 2:4] / decoded.new_tensor([float(img_w), float(img_h)])),
-                    dim=-1)
+                    (scale_pairs(decoded[..., 0:2] + cells, 1.0 / width, 1.0 / height),
+                     scale_pairs(decoded[..., 2:4], 1.0 / img_w, 1.0 / img_h)), dim=-1)
                 ignored = self.assigner.ignore_mask(pred_boxes, boxes, box_mask, assigned)
             neg_weight = (~pos & ~ignored).to(dtype)
             obj_logit = pred[..., 4:5]
