@@ -44,3 +44,11 @@ def test_weighted_loss_decorator_and_half_inputs():
     big = torch.tensor([300.0], dtype=torch.float16)
     out = squared(big, torch.zeros(1, dtype=torch.float16), reduction='sum')
     assert out.dtype == torch.float32 and out.item() == 90000.0
+
+
+def test_mean_of_empty_loss_is_zero_not_nan():
+    empty = torch.zeros(0, 4, requires_grad=True)
+    out = reduce_loss(empty * 2, 'mean')
+    assert out.item() == 0.0
+    out.backward()
+    assert empty.grad.shape == (0, 4)

@@ -25,10 +25,14 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
     """Reduce an element-wise loss: ``'none'`` keeps it, ``'mean'``/``'sum'``
-    reduce over every element."""
+    reduce over every element.
+
+    The mean of an empty loss is 0 (mmdet's is NaN): empty targets are normal
+    input. ``numel`` is shape metadata, so this costs no host sync.
+    """
     check_reduction(reduction)
     if reduction == 'mean':
-        return loss.mean()
+        return loss.mean() if loss.numel() else loss.sum()
     if reduction == 'sum':
         return loss.sum()
     return loss
