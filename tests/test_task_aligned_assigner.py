@@ -151,6 +151,13 @@ def test_pairwise_ciou_matches_the_formula():
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_pairwise_ciou_agrees_with_the_aligned_op():
+    from yolo_losses.ops.iou import aligned_iou
+    _, pred, _, _, gt, _ = make_case(2, 3, 4, (96, 64), 40)
+    expected = aligned_iou(pred[:, None], gt[:, :, None], mode='ciou', style='yolo')
+    torch.testing.assert_close(pairwise_ciou(gt, pred), expected, rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------- ultralytics 8.4.190
 def make_case(seed, batch, num_classes, img_hw, num_boxes, small=False, strides=(8, 16, 32)):
     """Random scores, predicted boxes (pixels) and padded ground truth."""

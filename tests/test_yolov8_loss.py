@@ -307,6 +307,18 @@ def test_border_points_are_not_candidates():
     assert on_edge.sum() > 0 and not (fg & on_edge & (assigned.gt_index[0] == 1)).any()
 
 
+def test_zero_size_boxes_stay_finite():
+    preds, targets = tensors('square')
+    targets[:3, 4:6] = 0
+    for classic in (False, True):
+        out = build_for('square', classic=classic)(preds, targets)
+        assert all(torch.isfinite(v) for v in out.values())
+        sum(out.values()).backward()
+        assert all(torch.isfinite(p.grad).all() for p in preds)
+        for p in preds:
+            p.grad = None
+
+
 def test_one_class_keeps_the_class_loss():
     preds, targets = tensors('one_class')
     out = build_for('one_class')(preds, targets)
