@@ -16,13 +16,12 @@ import dataclasses
 import inspect
 import json
 import re
-from importlib import metadata
 from typing import Any, Dict, List, Optional
 
 from torch import nn
 
 from .losses.base import BaseLoss
-from .registry import MODELS, PLUGIN_GROUP, load_plugins
+from .registry import MODELS, load_plugins, plugin_entry_points
 
 __all__ = ['Argument', 'LossInfo', 'is_loss_class', 'constructor_arguments',
            'describe_registered_losses', 'format_table', 'format_markdown',
@@ -106,12 +105,8 @@ def _summary(cls: type) -> str:
 
 def _plugin_packages() -> Dict[str, str]:
     """Top-level package of each installed plugin entry point -> its name."""
-    found = metadata.entry_points()
-    # ``select`` is Python >= 3.10; 3.9 returns a dict of groups
-    entry_points = (found.select(group=PLUGIN_GROUP) if hasattr(found, 'select')
-                    else found.get(PLUGIN_GROUP, ()))
     packages = {}
-    for entry_point in entry_points:
+    for entry_point in plugin_entry_points():
         packages.setdefault(entry_point.module.split('.')[0], entry_point.name)
     return packages
 

@@ -25,6 +25,16 @@ _plugins_loaded = False
 _plugin_errors: dict = {}
 
 
+def plugin_entry_points() -> list:
+    """Installed entry points of group ``yolo_losses.plugins``."""
+    found = metadata.entry_points()
+    # ``entry_points(group=...)`` and ``select`` need Python >= 3.10; on 3.9
+    # the call returns a dict of groups
+    if hasattr(found, 'select'):
+        return list(found.select(group=PLUGIN_GROUP))
+    return list(found.get(PLUGIN_GROUP, ()))
+
+
 def load_plugins(force: bool = False) -> List[str]:
     """Import every entry point of group ``yolo_losses.plugins`` once.
 
@@ -37,7 +47,7 @@ def load_plugins(force: bool = False) -> List[str]:
         return []
     _plugins_loaded = True
     loaded = []
-    for entry_point in metadata.entry_points(group=PLUGIN_GROUP):
+    for entry_point in plugin_entry_points():
         try:
             entry_point.load()
         except Exception as err:  # any failure of third-party code

@@ -96,7 +96,7 @@ InputMaker = Callable[[torch.device, torch.dtype], Sequence[Any]]
 class ConventionError(AssertionError):
     """A loss broke one of the conventions; ``check`` names which one."""
 
-    def __init__(self, message: str, check: str) -> None:
+    def __init__(self, message: str, check: str = '') -> None:
         super().__init__(message)
         self.check = check
 
@@ -106,7 +106,7 @@ class ConformanceReport:
     """What :func:`check_loss_conventions` verified.
 
     ``passed`` lists ``'check[device/dtype]'`` entries, ``skipped`` maps a
-    check (or ``'autocast[cuda]'``) to the reason it did not run.
+    check (or ``'autocast[cuda/float16]'``) to the reason it did not run.
     """
 
     loss: str
