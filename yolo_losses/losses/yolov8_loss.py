@@ -23,6 +23,19 @@ shorter than the second stride) on the detached predictions, in input pixels.
 Every part runs over all points with weight masks (0 on background points,
 whose target boxes are harmless placeholders), so with ``max_boxes`` given
 and validation off nothing synchronises with the device.
+
+Where this differs from ultralytics, on purpose:
+
+- the parts divide by ``S + eps`` (mmdet's ``avg_factor``, ``eps`` the
+  float32 machine epsilon), ultralytics by ``S``: at most 1.2e-7 relative;
+- target rows may come in any order; where the assigner breaks a tie by box
+  position (equal overlaps), boxes are in the canonical order of
+  ``pad_targets`` (image, class, cx, cy, w, h), not in row order;
+- ``topk`` is capped at the number of points (ultralytics fails below it);
+- not implemented: ``reg_max=1`` (ultralytics' L1 distance loss instead of
+  DFL) and ultralytics' optional ``model.class_weights`` (per-class factors
+  of the class BCE; mmdet's sigmoid ``class_weight`` is a positive-class
+  weight, not the same thing).
 """
 from __future__ import annotations
 
