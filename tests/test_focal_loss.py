@@ -62,7 +62,8 @@ def test_hand_computed_small_case():
     loss = FocalLoss()
     assert loss(pred, torch.tensor([[1.0, 0.0]]), reduction_override='sum').item() == \
         pytest.approx(positive + negative, rel=1e-6)
-    assert loss(pred, torch.tensor([0])).item() == pytest.approx((positive + negative) / 2, rel=1e-6)
+    assert loss(pred, torch.tensor([0])).item() == \
+        pytest.approx((positive + negative) / 2, rel=1e-6)
     # class id 2 = background: both columns negative
     both_negative = 0.75 * 0.5 ** 2 * math.log(2.0) + negative
     assert loss(pred, torch.tensor([2]), reduction_override='sum').item() == \
@@ -153,21 +154,25 @@ def test_soft_targets_match_plain_formula_with_all_options(gamma, alpha):
     element = plain_focal(pred, target, gamma, alpha)
     loss = FocalLoss(gamma=gamma, alpha=alpha, loss_weight=0.5)
     close = dict(rtol=1e-12, atol=1e-15)
-    torch.testing.assert_close(loss(pred, target, reduction_override='none'), 0.5 * element, **close)
+    torch.testing.assert_close(loss(pred, target, reduction_override='none'), 0.5 * element,
+                               **close)
     torch.testing.assert_close(loss(pred, target), 0.5 * element.mean(), **close)
-    torch.testing.assert_close(loss(pred, target, reduction_override='sum'), 0.5 * element.sum(), **close)
+    torch.testing.assert_close(loss(pred, target, reduction_override='sum'), 0.5 * element.sum(),
+                               **close)
     weighted = element * weight[:, None]
     torch.testing.assert_close(loss(pred, target, weight), 0.5 * weighted.mean(), **close)
     torch.testing.assert_close(loss(pred, target, weight, avg_factor=3.0),
                                0.5 * weighted.sum() / (3.0 + EPS32), **close)
     # avg_factor is ignored by 'none' (mmdet)
-    torch.testing.assert_close(loss(pred, target, weight, avg_factor=3.0, reduction_override='none'),
-                               0.5 * weighted, **close)
+    torch.testing.assert_close(
+        loss(pred, target, weight, avg_factor=3.0, reduction_override='none'), 0.5 * weighted,
+        **close)
     with pytest.raises(ValueError, match='avg_factor'):
         loss(pred, target, avg_factor=3.0, reduction_override='sum')
     # the functional form, keyword arguments after target
     torch.testing.assert_close(
-        sigmoid_focal_loss(pred, target, weight[:, None], reduction='sum', gamma=gamma, alpha=alpha),
+        sigmoid_focal_loss(pred, target, weight[:, None], reduction='sum', gamma=gamma,
+                           alpha=alpha),
         weighted.sum(), **close)
 
 

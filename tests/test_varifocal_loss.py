@@ -97,13 +97,15 @@ def test_matches_mmdet_reference_values():
 
 
 @pytest.mark.parametrize('alpha, gamma, iou_weighted',
-                         [(0.75, 2.0, True), (0.5, 1.5, False), (1.0, 0.0, True), (0.0, 3.0, False)])
+                         [(0.75, 2.0, True), (0.5, 1.5, False), (1.0, 0.0, True),
+                          (0.0, 3.0, False)])
 def test_matches_plain_formula_with_all_options(alpha, gamma, iou_weighted):
     logits, target, weight = (torch.tensor(a) for a in vfl_inputs(seed=4, n=7, c=5))
     element = plain_varifocal(logits, target, alpha, gamma, iou_weighted)
     loss = VarifocalLoss(alpha=alpha, gamma=gamma, iou_weighted=iou_weighted, loss_weight=0.5)
     close = dict(rtol=1e-12, atol=1e-15)
-    torch.testing.assert_close(loss(logits, target, reduction_override='none'), 0.5 * element, **close)
+    torch.testing.assert_close(loss(logits, target, reduction_override='none'), 0.5 * element,
+                               **close)
     torch.testing.assert_close(loss(logits, target), 0.5 * element.mean(), **close)
     torch.testing.assert_close(loss(logits, target, reduction_override='sum'), 0.5 * element.sum(),
                                **close)

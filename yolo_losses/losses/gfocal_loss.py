@@ -41,7 +41,9 @@ def _quality_focal_summed(pred: Tensor, soft_target: Tensor, beta: float,
 
     mmdet computes negatives as ``BCE(pred, 0) * p ** beta`` and overwrites
     the positives; with ``y = 0`` the single formula ``BCE(pred, y) *
-    |y - p| ** beta`` gives exactly those numbers, with no indexing.
+    |y - p| ** beta`` gives exactly those numbers and the same gradient with
+    respect to ``pred``, with no indexing (targets are constants: a gradient
+    into a tensor target at ``y = 0``, which mmdet cuts, is not mmdet's).
     An empty ``pred`` gives a scalar 0 on its graph (``'mean'`` is 0, not NaN).
     """
     if pred.numel() == 0:
