@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -85,6 +85,32 @@ def check_reduction(reduction: str, name: str = 'reduction') -> str:
         raise ValueError(
             f"{name} must be 'none', 'mean' or 'sum', got {reduction!r}")
     return reduction
+
+
+def check_weight_broadcast(weight: Optional[Tensor], loss_shape: Sequence[int],
+                           name: str = 'weight') -> None:
+    """``weight`` (when given) is a tensor that broadcasts to ``loss_shape``
+    without enlarging it. Shape-only: never synchronises."""
+    if weight is None:
+        return
+    check_tensor(name, weight)
+    loss_shape = torch.Size(loss_shape)
+    try:
+        broadcast = torch.broadcast_shapes(weight.shape, loss_shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != loss_shape:
+        raise ValueError(
+            f'{name} of shape {tuple(weight.shape)} does not broadcast to the '
+            f'element-wise loss of shape {tuple(loss_shape)}')
+
+
+def check_no_extra_kwargs(loss_name: str, kwargs: Dict[str, Any]) -> None:
+    """mmdet's signatures end in ``**kwargs`` but every extra keyword ends in
+    a ``TypeError`` there; say so plainly instead of ignoring it."""
+    if kwargs:
+        raise TypeError(f'{loss_name}.forward() got unexpected keyword '
+                        f'arguments {sorted(kwargs)}')
 
 
 # --- value checks: one host sync each, run only when validation is on ------

@@ -40,7 +40,7 @@ from torch import Tensor
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_tensor, resolve_validate
 from .base import BaseLoss
-from .smooth_l1_loss import check_no_extra_kwargs, check_weight_broadcast
+from ..validation import check_no_extra_kwargs, check_weight_broadcast
 from .utils import weighted_loss
 
 #: The id that mmdet (like ``F.cross_entropy``) ignores when none is given.

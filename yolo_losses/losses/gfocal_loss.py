@@ -26,7 +26,7 @@ from ..registry import MODELS
 from ..validation import (check_finite, check_ndim, check_range,
                           check_same_shape, check_tensor)
 from .base import BaseLoss
-from .smooth_l1_loss import check_weight_broadcast
+from ..validation import check_weight_broadcast
 from .utils import weighted_loss
 
 __all__ = ['quality_focal_loss', 'quality_focal_loss_with_prob',

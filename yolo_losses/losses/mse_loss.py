@@ -11,9 +11,9 @@ from typing import Optional, Union
 from torch import Tensor
 
 from ..registry import MODELS
-from ..validation import check_same_shape
+from ..validation import check_no_extra_kwargs, check_same_shape
 from .base import BaseLoss
-from .smooth_l1_loss import check_no_extra_kwargs, check_regression_inputs
+from .smooth_l1_loss import check_regression_inputs
 from .utils import weighted_loss
 
 

@@ -18,41 +18,16 @@ Two deliberate differences from mmdet's modules, both giving the same numbers:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
 from ..registry import MODELS
-from ..validation import check_finite, check_same_shape, check_tensor
+from ..validation import (check_finite, check_same_shape, check_tensor,
+                          check_no_extra_kwargs, check_weight_broadcast)
 from .base import BaseLoss
 from .utils import weighted_loss
-
-
-def check_weight_broadcast(weight: Optional[Tensor], loss_shape: Sequence[int],
-                           name: str = 'weight') -> None:
-    """``weight`` (when given) is a tensor that broadcasts to ``loss_shape``
-    without enlarging it. Shape-only: never synchronises."""
-    if weight is None:
-        return
-    check_tensor(name, weight)
-    loss_shape = torch.Size(loss_shape)
-    try:
-        broadcast = torch.broadcast_shapes(weight.shape, loss_shape)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != loss_shape:
-        raise ValueError(
-            f'{name} of shape {tuple(weight.shape)} does not broadcast to the '
-            f'element-wise loss of shape {tuple(loss_shape)}')
-
-
-def check_no_extra_kwargs(loss_name: str, kwargs: Dict[str, Any]) -> None:
-    """mmdet's signatures end in ``**kwargs`` but every extra keyword ends in
-    a ``TypeError`` there; say so plainly instead of ignoring it."""
-    if kwargs:
-        raise TypeError(f'{loss_name}.forward() got unexpected keyword '
-                        f'arguments {sorted(kwargs)}')
 
 
 def check_regression_inputs(pred: Tensor, target: Tensor,

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_same_shape, check_tensor
 from .base import BaseLoss
-from .smooth_l1_loss import check_weight_broadcast
+from ..validation import check_weight_broadcast
 from .utils import weighted_loss
 
 __all__ = ['varifocal_loss', 'VarifocalLoss']
