@@ -34,9 +34,9 @@ class YOLOv5Assignment(NamedTuple):
     valid: bool, True where the (box, anchor, cell) is a positive.
     cell_x, cell_y: long cell indices, clamped to the grid (yolov5 7.0).
     target_boxes: ``[..., 4]`` (cx, cy, w, h) of the box in grid units, the
-        centre relative to the top-left corner of the cell *before*
-        clamping (yolov5's ``gxy - gij``), so in [-0.5, 1.5] for centres
-        inside the image.
+        centre relative to the top-left corner of the (clamped) cell, as
+        yolov5 7.0's ``gxy - gij``; in [-0.5, 1.5] for centres inside the
+        image.
     """
     valid: Tensor
     cell_x: Tensor
@@ -117,21 +117,24 @@ class YOLOv5Assigner:
 
         # The centre shifted by the cell offsets (0, 0), (g, 0), (0, g),
         # (-g, 0), (0, -g); ``.long()`` truncates towards zero like yolov5's.
-        # The box centre stays relative to that unclamped cell; the index is
-        # clamped to the grid (yolov5 7.0).
         shifted = torch.stack((
             torch.stack((centre_x, centre_x - g, centre_x, centre_x + g, centre_x), -1),
             torch.stack((centre_y, centre_y, centre_y - g, centre_y, centre_y + g), -1),
         ), dim=-1)                                                   # [B, M, 5, 2]
         cell = shifted.long()
+        # yolov5 7.0 clamps the cell index in place (``gj.clamp_``, a view of
+        # ``gij``) before it computes ``gxy - gij``, so the box centre is
+        # relative to the clamped cell (a centre at x = W gets x = 1.0).
+        cell_x = cell[..., 0].clamp(0, width - 1)
+        cell_y = cell[..., 1].clamp(0, height - 1)
         centre = torch.stack((centre_x, centre_y), dim=-1)
-        centre_in_cell = centre[:, :, None, :] - cell.to(dtype)     # [B, M, 5, 2]
+        centre_in_cell = centre[:, :, None, :] - torch.stack((cell_x, cell_y), -1).to(dtype)
 
         shape = (*boxes.shape[:2], num_anchors, NUM_CELL_OFFSETS)
         valid = matched[..., None] & cell_used[:, :, None, :]
-        cell_x = cell[..., 0].clamp(0, width - 1)[:, :, None, :].expand(shape)
-        cell_y = cell[..., 1].clamp(0, height - 1)[:, :, None, :].expand(shape)
         target_boxes = torch.cat(
             (centre_in_cell, size[:, :, None, :].expand_as(centre_in_cell)), dim=-1)
         target_boxes = target_boxes[:, :, None].expand(*shape, 4)
+        cell_x = cell_x[:, :, None, :].expand(shape)
+        cell_y = cell_y[:, :, None, :].expand(shape)
         return YOLOv5Assignment(valid, cell_x, cell_y, target_boxes)
