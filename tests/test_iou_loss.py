@@ -528,7 +528,8 @@ def test_matches_mmdet_small(key, dtype):
     expected = MMDET_SMALL[key]
     # float64: equal to round-off; float32: to float32 round-off
     rtol, atol = (1e-12, 1e-14) if dtype == torch.float64 else (2e-6, 1e-6)
-    torch.testing.assert_close(got.detach().double(), torch.tensor(expected['loss'], dtype=torch.float64),
+    torch.testing.assert_close(got.detach().double(),
+                               torch.tensor(expected['loss'], dtype=torch.float64),
                                rtol=rtol, atol=atol)
     torch.testing.assert_close(grad.double(), torch.tensor(expected['grad'], dtype=torch.float64),
                                rtol=rtol * 100, atol=atol)
@@ -713,7 +714,8 @@ def test_empty_input(loss_type):
 # --- numerics ------------------------------------------------------------------
 
 @pytest.mark.parametrize('cfg', [dict(type=t) for t in LOSS_TYPES]
-                         + [dict(type=t, style='yolo') for t in ('GIoULoss', 'DIoULoss', 'CIoULoss')])
+                         + [dict(type=t, style='yolo')
+                            for t in ('GIoULoss', 'DIoULoss', 'CIoULoss')])
 def test_half_inputs_and_autocast(cfg):
     pred, target = tensors(6, 64, torch.float32)
     loss = build_loss(cfg)
@@ -890,3 +892,84 @@ def test_functional_forms_take_weight_and_reduction():
             (module(pred, target) * weight).sum(), rtol=1e-14, atol=0)
     torch.testing.assert_close(iou_loss(pred, target, reduction='none'),
                                IoULoss(reduction='none')(pred, target), rtol=0, atol=0)
+
+
+# --- CUDA (skipped without a GPU) ---------------------------------------------------
+
+CUDA_CONFIGS = [dict(type=t) for t in LOSS_TYPES] + [dict(type='CIoULoss', style='yolo')]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('cfg', CUDA_CONFIGS)
+def test_cuda_no_sync_matches_cpu_and_captures_in_a_graph(cfg):
+    loss = build_loss(dict(cfg, validate=False))
+    pred_cpu, target_cpu = tensors(1, 512, torch.float32)
+    weight_cpu = torch.rand(512)
+    cpu_pred = pred_cpu.clone().requires_grad_()
+    cpu_value = loss(cpu_pred, target_cpu, weight=weight_cpu, avg_factor=weight_cpu.sum())
+    cpu_value.backward()
+
+    device = torch.device('cuda')
+    pred = pred_cpu.to(device).requires_grad_()
+    target, weight = target_cpu.to(device), weight_cpu.to(device)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        value = loss(pred, target, weight=weight, avg_factor=weight.sum())
+        value.backward()
+        loss.iou(pred.detach(), target)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    torch.testing.assert_close(value.cpu(), cpu_value.detach(), rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(pred.grad.cpu(), cpu_pred.grad, rtol=2e-4, atol=1e-6)
+
+    # CUDA graph: warm up on a side stream, capture, replay on new values
+    static_pred = pred.detach().clone().requires_grad_()
+    static_target, static_weight = target.clone(), weight.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            static_pred.grad = None
+            loss(static_pred, static_target, weight=static_weight,
+                 avg_factor=static_weight.sum()).backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    static_pred.grad = None
+    with torch.cuda.graph(graph):
+        static_value = loss(static_pred, static_target, weight=static_weight,
+                            avg_factor=static_weight.sum())
+        static_value.backward()
+    new_pred, new_target = tensors(2, 512, torch.float32)
+    new_weight = torch.rand(512)
+    with torch.no_grad():
+        static_pred.copy_(new_pred.to(device))
+        static_target.copy_(new_target.to(device))
+        static_weight.copy_(new_weight.to(device))
+    graph.replay()
+    eager_pred = new_pred.to(device).requires_grad_()
+    eager_weight = new_weight.to(device)
+    eager_value = loss(eager_pred, new_target.to(device), weight=eager_weight,
+                       avg_factor=eager_weight.sum())
+    eager_value.backward()
+    torch.testing.assert_close(static_value, eager_value, rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(static_pred.grad, eager_pred.grad, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('cfg', CUDA_CONFIGS)
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_autocast(cfg, dtype):
+    loss = build_loss(cfg)
+    pred, target = tensors(3, 256, torch.float32)
+    pred, target = pred.cuda(), target.cuda()
+    low = pred.to(dtype).requires_grad_()
+    with torch.autocast('cuda', dtype=dtype):
+        value = loss(low, target)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    value.backward()
+    assert torch.isfinite(low.grad).all()
+    expected = loss(low.detach().float(), target)
+    torch.testing.assert_close(value.detach(), expected, rtol=1e-5, atol=1e-6)

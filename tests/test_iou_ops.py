@@ -373,7 +373,8 @@ def test_yolo_style_matches_ultralytics_small(mode):
     pred32, target32 = tensors(0, 8, torch.float32, requires_grad=True)
     got32 = aligned_iou(pred32, target32, mode, 'yolo')
     grad32, = torch.autograd.grad((1 - got32).sum(), pred32)
-    torch.testing.assert_close(got32.detach().double(), torch.tensor(expected['iou'], dtype=torch.float64),
+    torch.testing.assert_close(got32.detach().double(),
+                               torch.tensor(expected['iou'], dtype=torch.float64),
                                rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad32.double(), torch.tensor(expected['grad'], dtype=torch.float64),
                                rtol=1e-4, atol=1e-6)
@@ -519,7 +520,8 @@ def test_ciou_gradient_treats_alpha_as_a_constant():
         eps = 1e-7
         w = lambda b: b[:, 2] - b[:, 0]
         h = lambda b: b[:, 3] - b[:, 1] + eps
-        v = 4 / math.pi ** 2 * (torch.atan(w(target) / h(target)) - torch.atan(w(pred) / h(pred))) ** 2
+        v = 4 / math.pi ** 2 * (torch.atan(w(target) / h(target))
+                                - torch.atan(w(pred) / h(pred))) ** 2
         iou = aligned_iou(pred, target, 'iou', style, eps).detach()
         if style == 'mmdet':
             alpha = torch.where(iou > 0.5, v / (1 - iou + v), torch.zeros_like(v)).detach()

@@ -1,0 +1,41 @@
+"""Smoke test of ``benchmarks/bench_basic_losses.py``: it runs at a tiny size
+and prints one timed row per loss and implementation (no timing assertions)."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / 'benchmarks' / 'bench_basic_losses.py'
+LOSSES = ['CrossEntropyLoss(use_sigmoid)', 'FocalLoss', 'VarifocalLoss', 'QualityFocalLoss',
+          'IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', "CIoULoss(style='yolo')",
+          'EIoULoss', 'SIoULoss']
+NUMBER = r'\d+\.\d+'
+
+
+def test_bench_basic_losses_tiny():
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    done = subprocess.run([sys.executable, str(SCRIPT), '--size', 'tiny', '--repeat', '1'],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    header = re.search(r'^loss\s+impl\s+shape\s+dtype\s+ms fwd\+bwd\s+ratio to ours', out, re.M)
+    assert header, out
+    for loss in LOSSES:
+        name = re.escape(loss)
+        shape = r'2x64x8' if 'IoU' not in loss else r'256x4'
+        # ours: the time and a ratio of exactly 1 to itself
+        ours = rf'^{name}\s+ours\s+{shape}\s+float32\s+{NUMBER}\s+1\.00\s*$'
+        assert re.search(ours, out, re.M), f'no timed "ours" row for {loss}:\n{out}'
+        assert re.search(rf'^{name}\s+ours\+validate\s+{shape}\s+float32\s+{NUMBER}\s+{NUMBER}',
+                         out, re.M), f'no "ours+validate" row for {loss}:\n{out}'
+        eager = rf'^{name}\s+eager\s+{shape}\s+float32\s+{NUMBER}\s+{NUMBER}'
+        assert re.search(eager, out, re.M), f'no "eager" row for {loss}:\n{out}'
+    try:
+        import torchvision.ops  # noqa: F401
+    except Exception:
+        assert 'skipped: torchvision not importable' in out
+    else:
+        assert re.search(r'^GIoULoss\s+torchvision\s', out, re.M)
+    # the plain formulas written in the script give our values
+    assert 'all values agree with ours within 0.001 relative' in out, out
