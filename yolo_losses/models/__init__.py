@@ -54,3 +54,11 @@ Example::
                        loss=dict(type='YOLOv8Loss')),
         test_cfg=dict(score_thr=0.001, iou_thr=0.6, max_per_img=100))
 """
+from .backbones import CSPDarknet, Darknet
+from .detector import DEFAULT_TEST_CFG, YOLODataPreprocessor, YOLODetector
+from .heads import YOLOv3Head, YOLOv5Head, YOLOv8Head
+from .necks import YOLOv3FPN, YOLOv5PAFPN, YOLOv8PAFPN
+
+__all__ = ['Darknet', 'CSPDarknet', 'YOLOv3FPN', 'YOLOv5PAFPN', 'YOLOv8PAFPN',
+           'YOLOv3Head', 'YOLOv5Head', 'YOLOv8Head', 'YOLODetector',
+           'YOLODataPreprocessor', 'DEFAULT_TEST_CFG']
