@@ -297,7 +297,11 @@ class YOLOv8Head(BaseModule):
     def init_pred_biases(self) -> None:
         """ultralytics' ``bias_init``: box logits 1.0 (uniform distributions),
         class logits ``log(5 / C / (640 / stride)**2)`` (5 objects of C
-        classes per 640-pixel image)."""
+        classes per 640-pixel image).
+
+        ultralytics 8.4 sets the box logits to 2.0 instead of 8.0-8.3's 1.0;
+        any constant gives the same uniform softmax and the same gradients,
+        so the choice changes nothing."""
         for box_branch, cls_branch, stride in zip(self.box_branches,
                                                   self.cls_branches, self.strides):
             box_branch[-1].bias.fill_(1.0)

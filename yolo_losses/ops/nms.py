@@ -193,6 +193,8 @@ def multiclass_nms(boxes: Tensor, scores: Tensor, score_thr: float, iou_thr: flo
     cand_boxes = boxes.gather(1, cand_index[..., None].expand(-1, -1, 4))
     result = batched_nms(cand_boxes, cand_scores, cand_labels, iou_thr, max_per_img,
                          valid=cand_scores > score_thr, class_agnostic=class_agnostic)
+    if count == 0:  # no predictions at all: every slot is empty
+        return result
     box_index = cand_index.gather(1, result.indices)
     box_index = torch.where(result.mask, box_index, box_index.new_zeros(()))
     return result._replace(indices=box_index)
