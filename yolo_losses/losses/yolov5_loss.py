@@ -46,6 +46,7 @@ from ..ops.boxes import cxcywh_to_xyxy
 from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
 from ..registry import MODELS, TASK_UTILS
 from ..validation import check_finite, check_tensor, resolve_validate
+from .base import BaseLoss
 
 #: yolov5's objectness balance of levels P3..P7 (``ComputeLoss.balance``).
 YOLOV5_OBJ_LEVEL_WEIGHTS = {3: (4.0, 1.0, 0.4)}
@@ -74,9 +75,25 @@ def default_obj_level_weights(num_levels: int) -> Tuple[float, ...]:
     return YOLOV5_OBJ_LEVEL_WEIGHTS_P3_P7[:num_levels]
 
 
+def _part_config(cfg: dict, name: str) -> dict:
+    """A copy of a part's config, its value checks off unless it asks.
+
+    The composite loss validates its own inputs; the parts only see tensors
+    derived from them, so their checks would be repeated host syncs.
+    """
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'{name} must be a config dict with a "type" key, got {cfg!r}')
+    cfg = dict(cfg)
+    part_type = cfg['type']
+    part_class = MODELS.get(part_type) if isinstance(part_type, str) else part_type
+    if isinstance(part_class, type) and issubclass(part_class, BaseLoss):
+        cfg.setdefault('validate', False)
+    return cfg
+
+
 def _with_pos_weight(cfg: dict, pos_weight: float, name: str) -> dict:
     """``cfg`` with ``pos_weight`` set (BCE positive-class weight)."""
-    cfg = dict(cfg)
+    cfg = _part_config(cfg, name)
     if pos_weight == 1.0:
         return cfg
     if cfg.get('pos_weight', pos_weight) != pos_weight:
@@ -200,7 +217,7 @@ class YOLOv5Loss(nn.Module):
 
         self.loss_cls = MODELS.build(_with_pos_weight(loss_cls, float(cls_pw), 'loss_cls'))
         self.loss_obj = MODELS.build(_with_pos_weight(loss_obj, float(obj_pw), 'loss_obj'))
-        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_bbox = MODELS.build(_part_config(loss_bbox, 'loss_bbox'))
         self.assigner = TASK_UTILS.build(assigner)
         if not callable(getattr(self.loss_bbox, 'iou', None)):
             raise TypeError(f'loss_bbox ({type(self.loss_bbox).__name__}) needs an '
