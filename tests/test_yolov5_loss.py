@@ -535,3 +535,24 @@ def test_global_validation_switch_is_followed():
         loss(preds, bad, max_boxes=12)
     with pytest.raises(ValueError, match='class id'):
         loss(preds, bad)
+
+
+def test_anchor_helpers():
+    from yolo_losses.ops.anchors import (decode_yolov5_boxes, resolve_img_size,
+                                         split_level_pred)
+    # a 100 x 70 input: strided convolutions give ceil(100 / 8) = 13 rows,
+    # floor would give 12; both are accepted, anything else is an error
+    preds = [torch.zeros(1, 18, 13, 9), torch.zeros(1, 18, 7, 5), torch.zeros(1, 18, 4, 3)]
+    assert resolve_img_size(preds, (8, 16, 32), (100, 70)) == (100, 70)
+    assert resolve_img_size(preds, (8, 16, 32)) == (104, 72)
+    with pytest.raises(ValueError, match='img_size'):
+        resolve_img_size(preds, (8, 16, 32), (120, 70))
+    # channel layout: anchor-major, then (x, y, w, h, obj, classes)
+    pred = torch.arange(2 * 6 * 2 * 3, dtype=torch.float32).view(1, 12, 2, 3)
+    level = split_level_pred(pred, 2, 1)
+    assert level.shape == (1, 2, 2, 3, 6)
+    assert float(level[0, 1, 1, 2, 4]) == float(pred[0, 6 + 4, 1, 2])
+    # xy = 2 sigmoid - 0.5, wh = (2 sigmoid)^2 anchor
+    raw = torch.tensor([0.0, math.log(3.0), 0.0, math.log(3.0)])
+    box = decode_yolov5_boxes(raw, torch.tensor([2.0, 4.0]))
+    torch.testing.assert_close(box, torch.tensor([0.5, 1.0, 2.0, 9.0]))

@@ -152,8 +152,11 @@ class YOLOv5Loss(nn.Module):
             Needs a stride-16 level, which the weights are normalised by.
         skip_cls_for_single_class: with one class ``loss_cls`` is 0, as in
             yolov5; False computes it anyway.
-        validate: value checks (NaN/inf, ranges; host syncs); ``None``
-            follows ``yolo_losses.set_validation``.
+        validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
+            ids, batch indices, negative sizes, ``max_boxes``; host syncs);
+            ``None`` follows ``yolo_losses.set_validation``. The parts are
+            built with ``validate=False`` unless their config sets it: they
+            only see tensors derived from the checked inputs.
     """
 
     def __init__(self,
@@ -319,7 +322,7 @@ class YOLOv5Loss(nn.Module):
             index = cell.permute(0, 2, 1, 3).reshape(batch_size, num_anchors, 1, slots)
             raw = pred.view(batch_size, num_anchors, attrs, height * width)
             picked = torch.gather(raw, 3, index.expand(-1, -1, attrs, -1))
-            picked = picked.view(batch_size, num_anchors, attrs, *valid.shape[1:2],
+            picked = picked.view(batch_size, num_anchors, attrs, max_boxes,
                                  valid.shape[3]).permute(0, 3, 1, 4, 2).to(dtype)
 
             pred_boxes = decode_yolov5_boxes(picked[..., :4], anchors[:, None, :])
