@@ -207,13 +207,18 @@ class YOLODetector(BaseModel):
                 (left, top) input pixels, ``img_id``; None: identity.
             input_shape: (H, W) of the network input.
         """
-        boxes, scores = self.bbox_head.decode(preds)
-        batch = boxes.shape[0]
         cfg = self.test_cfg
-        result = multiclass_nms(boxes, scores, score_thr=cfg['score_thr'],
-                                iou_thr=cfg['iou_thr'], max_per_img=cfg['max_per_img'],
-                                nms_pre=cfg['nms_pre'], multi_label=cfg['multi_label'],
-                                class_agnostic=cfg['class_agnostic'])
+        # Decode and NMS in float32 even under AMP: a half-precision
+        # matmul in the DFL expectation would cost pixels of box accuracy.
+        with torch.autocast(device_type=preds[0].device.type, enabled=False):
+            boxes, scores = self.bbox_head.decode([p.float() for p in preds])
+            result = multiclass_nms(boxes, scores, score_thr=cfg['score_thr'],
+                                    iou_thr=cfg['iou_thr'],
+                                    max_per_img=cfg['max_per_img'],
+                                    nms_pre=cfg['nms_pre'],
+                                    multi_label=cfg['multi_label'],
+                                    class_agnostic=cfg['class_agnostic'])
+        batch = boxes.shape[0]
         if metas is None:
             metas = [dict(img_id=i, ori_shape=tuple(input_shape), scale=1.0, pad=(0, 0))
                      for i in range(batch)]
