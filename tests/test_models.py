@@ -222,7 +222,7 @@ def test_predict_undoes_the_letterbox_yolov8():
     preds[0][:, cls + 1, 2, 4] = 19.0  # same class one cell right: IoU 0.6, suppressed
     preds[0][:, cls + 0, 5, 5] = 18.0  # class 0
     metas = [dict(img_id=11, ori_shape=(100, 110), scale=0.5, pad=(8, 4)),
-             dict(img_id=12, ori_shape=(32, 32), scale=2.0, pad=(0, 0))]
+             dict(img_id=12, ori_shape=(32, 32), scale=np.float32(2.0), pad=(0, 0))]
     results = model.postprocess(preds, metas, (64, 64))
     # point (3.5, 2.5) cells -> (2.5, 0.5, 6.5, 3.5) cells -> x8 = (20, 4, 52, 28) px;
     # point (5.5, 5.5) -> (36, 28, 68, 52) px
@@ -328,6 +328,12 @@ def test_bad_configs_and_calls_raise_clear_errors():
     with pytest.raises(KeyError, match="'pad'"):
         model.predict(torch.rand(1, 3, 64, 64),
                       dict(metas=[dict(img_id=0, ori_shape=(64, 64), scale=1.0)]))
+    with pytest.raises(ValueError, match='scale must be positive'):
+        model.predict(torch.rand(1, 3, 64, 64), dict(metas=[dict(
+            img_id=0, ori_shape=(64, 64), scale=0.0, pad=(0, 0))]))
+    with pytest.raises(TypeError, match='ori_shape'):
+        model.predict(torch.rand(1, 3, 64, 64), dict(metas=[dict(
+            img_id=0, ori_shape=64, scale=1.0, pad=(0, 0))]))
     cfg = model_cfg('yolov8')
     cfg.test_cfg = dict(score_th=0.1)
     with pytest.raises(KeyError, match='score_th'):

@@ -231,10 +231,19 @@ class YOLODetector(BaseModel):
                 if key not in meta:
                     raise KeyError(f'metas[{index}] has no {key!r} key')
             scale = meta['scale']
-            scale_x, scale_y = (scale, scale) if isinstance(scale, (int, float)) \
-                else (scale[0], scale[1])
-            left, top = meta['pad'][0], meta['pad'][1]
-            height, width = meta['ori_shape'][0], meta['ori_shape'][1]
+            try:  # a number (numpy and 0-d tensors included) or an (x, y) pair
+                scale_x, scale_y = (float(scale[0]), float(scale[1])) \
+                    if hasattr(scale, '__len__') else (float(scale), float(scale))
+                left, top = float(meta['pad'][0]), float(meta['pad'][1])
+                height, width = float(meta['ori_shape'][0]), float(meta['ori_shape'][1])
+            except (TypeError, IndexError, ValueError) as err:
+                raise TypeError(
+                    f'metas[{index}]: scale must be a number or an (x, y) pair, pad a '
+                    f'(left, top) pair and ori_shape an (h, w) pair; got '
+                    f'scale={scale!r}, pad={meta["pad"]!r}, '
+                    f'ori_shape={meta["ori_shape"]!r} ({err})') from None
+            if not (scale_x > 0 and scale_y > 0):
+                raise ValueError(f'metas[{index}]: scale must be positive, got {scale!r}')
             offsets.append((left, top, left, top))
             scales.append((scale_x, scale_y, scale_x, scale_y))
             limits.append((width, height, width, height))
