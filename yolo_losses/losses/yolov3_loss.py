@@ -48,15 +48,15 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..assigners.yolov3_assigner import scale_pairs
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
                            anchors_to_tensor, check_strides, decode_yolov3_boxes,
-                           grid_cells, resolve_img_size, split_level_pred)
-from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
+                           grid_cells, split_level_pred)
+from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
-from ..validation import check_finite, check_tensor, resolve_validate
+from .composite import CompositeLoss, build_part
 
 STYLES = ('keras', 'darknet', 'pytorch_yolov3')
 
@@ -83,7 +83,7 @@ def default_part_configs(style: str) -> Dict[str, dict]:
 
 
 @MODELS.register_module()
-class YOLOv3Loss(nn.Module):
+class YOLOv3Loss(CompositeLoss):
     """YOLOv3 loss, keras-yolo3 / darknet / PyTorch-YOLOv3 semantics.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
@@ -120,8 +120,11 @@ class YOLOv3Loss(nn.Module):
             ``part(pred [K, n], target [K, n], weight=[K, n], avg_factor=...)``.
         assigner: assigner config; it gets ``style`` and ``ignore_thresh``
             from this loss unless it sets them (they must then agree).
-        validate: value checks (NaN/inf, ranges; host syncs); ``None``
-            follows ``yolo_losses.set_validation``.
+        validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
+            ids, batch indices, negative sizes, ``max_boxes``; host syncs);
+            ``None`` follows ``yolo_losses.set_validation``. The parts are
+            built with ``validate=False`` unless their config sets it: they
+            only see tensors derived from the checked inputs.
     """
 
     def __init__(self,
@@ -139,7 +142,7 @@ class YOLOv3Loss(nn.Module):
                  loss_cls: Optional[dict] = None,
                  assigner: dict = dict(type='YOLOv3Assigner'),
                  validate: Optional[bool] = None) -> None:
-        super().__init__()
+        super().__init__(validate)
         if style not in STYLES:
             raise ValueError(f'style must be one of {", ".join(map(repr, STYLES))}, '
                              f'got {style!r}')
@@ -161,7 +164,6 @@ class YOLOv3Loss(nn.Module):
         if not isinstance(box_scale, bool):
             raise TypeError(f'box_scale must be a bool or None, got {box_scale!r}')
         self.box_scale = box_scale
-        self.validate = validate
         self.register_buffer('anchors', anchor_table, persistent=False)
 
         defaults = default_part_configs(style)
@@ -171,14 +173,7 @@ class YOLOv3Loss(nn.Module):
         for name, cfg in given.items():
             if cfg is None:
                 cfg = defaults[name]
-            if not hasattr(cfg, 'get') or 'type' not in cfg:
-                raise TypeError(f'{name} must be a config dict with a "type" key, '
-                                f'got {cfg!r}')
-            part = MODELS.build(cfg)
-            if 'validate' not in cfg and hasattr(part, 'validate'):
-                # validate=False on this loss must reach its parts, or they
-                # would still sync under the global switch.
-                part.validate = validate
+            part = build_part(cfg, name)
             reduction = getattr(part, 'reduction', 'mean')
             if reduction not in ('mean', 'sum'):
                 raise ValueError(f"{name} must have reduction 'mean' or 'sum' (the "
@@ -214,10 +209,6 @@ class YOLOv3Loss(nn.Module):
             raise ValueError(f'{name} must be a non-negative number, got {value!r}')
         return float(value)
 
-    @property
-    def validating(self) -> bool:
-        return resolve_validate(self.validate)
-
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, style={self.style!r}, '
                 f'strides={self.strides}, num_anchors={self.num_anchors}, '
@@ -225,39 +216,16 @@ class YOLOv3Loss(nn.Module):
                 f'noobj_scale={self.noobj_scale}, box_scale={self.box_scale}')
 
     # ------------------------------------------------------------------ checks
-    def _check_preds(self, preds) -> None:
-        if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
-            raise TypeError('preds must be a list of [B, A*(5+C), H, W] tensors, one '
-                            f'per level, got {type(preds).__name__}')
-        if len(preds) != self.num_levels:
-            raise ValueError(f'preds has {len(preds)} levels but the loss has '
-                             f'{self.num_levels} (anchors/strides)')
-        for level, pred in enumerate(preds):
-            check_tensor(f'preds[{level}]', pred, floating=True)
-            split_level_pred(pred, self.num_anchors, self.num_classes, f'preds[{level}]')
-            if pred.shape[0] != preds[0].shape[0]:
-                raise ValueError(f'preds[{level}] has batch size {pred.shape[0]}, '
-                                 f'preds[0] has {preds[0].shape[0]}')
-            if pred.device != preds[0].device:
-                raise ValueError(f'preds[{level}] is on {pred.device}, preds[0] on '
-                                 f'{preds[0].device}')
+    level_layout = '[B, A*(5+C), H, W]'
+
+    def check_level(self, name: str, pred: Tensor) -> None:
+        split_level_pred(pred, self.num_anchors, self.num_classes, name)
 
     # ----------------------------------------------------------------- forward
     def forward(self, preds: Sequence[Tensor], targets: Tensor,
                 img_size: Optional[Sequence[int]] = None,
                 max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
-        validate = self.validating
-        self._check_preds(preds)
-        batch_size = preds[0].shape[0]
-        input_size = resolve_img_size(preds, self.strides, img_size)
-        check_targets(targets, batch_size, self.num_classes, validate)
-        if targets.device != preds[0].device:
-            raise ValueError(f'targets is on {targets.device} but preds on '
-                             f'{preds[0].device}')
-        if validate:
-            for level, pred in enumerate(preds):
-                check_finite(f'preds[{level}]', pred)
-        max_boxes = resolve_max_boxes(targets, batch_size, max_boxes, validate)
+        _, input_size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
             return self._compute(preds, targets, max_boxes, input_size)
 

@@ -37,16 +37,15 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
                            anchors_to_tensor, check_strides, decode_yolov5_boxes,
-                           resolve_img_size, split_level_pred)
+                           split_level_pred)
 from ..ops.boxes import cxcywh_to_xyxy
-from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
+from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
-from ..validation import check_finite, check_tensor, resolve_validate
-from .base import BaseLoss
+from .composite import CompositeLoss, build_part
 
 #: yolov5's objectness balance of levels P3..P7 (``ComputeLoss.balance``).
 YOLOV5_OBJ_LEVEL_WEIGHTS = {3: (4.0, 1.0, 0.4)}
@@ -75,25 +74,11 @@ def default_obj_level_weights(num_levels: int) -> Tuple[float, ...]:
     return YOLOV5_OBJ_LEVEL_WEIGHTS_P3_P7[:num_levels]
 
 
-def _part_config(cfg: dict, name: str) -> dict:
-    """A copy of a part's config, its value checks off unless it asks.
-
-    The composite loss validates its own inputs; the parts only see tensors
-    derived from them, so their checks would be repeated host syncs.
-    """
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f'{name} must be a config dict with a "type" key, got {cfg!r}')
-    cfg = dict(cfg)
-    part_type = cfg['type']
-    part_class = MODELS.get(part_type) if isinstance(part_type, str) else part_type
-    if isinstance(part_class, type) and issubclass(part_class, BaseLoss):
-        cfg.setdefault('validate', False)
-    return cfg
-
-
 def _with_pos_weight(cfg: dict, pos_weight: float, name: str) -> dict:
     """``cfg`` with ``pos_weight`` set (BCE positive-class weight)."""
-    cfg = _part_config(cfg, name)
+    if not hasattr(cfg, 'get') or 'type' not in cfg:
+        raise TypeError(f'{name} must be a config dict with a "type" key, got {cfg!r}')
+    cfg = dict(cfg)
     if pos_weight == 1.0:
         return cfg
     if cfg.get('pos_weight', pos_weight) != pos_weight:
@@ -104,7 +89,7 @@ def _with_pos_weight(cfg: dict, pos_weight: float, name: str) -> dict:
 
 
 @MODELS.register_module()
-class YOLOv5Loss(nn.Module):
+class YOLOv5Loss(CompositeLoss):
     """yolov5 ``ComputeLoss`` as a registered, configurable loss.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
@@ -178,7 +163,7 @@ class YOLOv5Loss(nn.Module):
                  autobalance: bool = False,
                  skip_cls_for_single_class: bool = True,
                  validate: Optional[bool] = None) -> None:
-        super().__init__()
+        super().__init__(validate)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
                 or num_classes < 1:
             raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
@@ -197,7 +182,6 @@ class YOLOv5Loss(nn.Module):
         self.label_smoothing = float(label_smoothing)
         self.autobalance = bool(autobalance)
         self.skip_cls_for_single_class = bool(skip_cls_for_single_class)
-        self.validate = validate
 
         if obj_level_weights is None:
             weights = default_obj_level_weights(self.num_levels)
@@ -218,19 +202,17 @@ class YOLOv5Loss(nn.Module):
                              persistent=self.autobalance)
         self.register_buffer('anchors', anchor_table, persistent=False)
 
-        self.loss_cls = MODELS.build(_with_pos_weight(loss_cls, float(cls_pw), 'loss_cls'))
-        self.loss_obj = MODELS.build(_with_pos_weight(loss_obj, float(obj_pw), 'loss_obj'))
-        self.loss_bbox = MODELS.build(_part_config(loss_bbox, 'loss_bbox'))
+        self.loss_cls = build_part(_with_pos_weight(loss_cls, float(cls_pw), 'loss_cls'),
+                                   'loss_cls')
+        self.loss_obj = build_part(_with_pos_weight(loss_obj, float(obj_pw), 'loss_obj'),
+                                   'loss_obj')
+        self.loss_bbox = build_part(loss_bbox, 'loss_bbox')
         self.assigner = TASK_UTILS.build(assigner)
         if not callable(getattr(self.loss_bbox, 'iou', None)):
             raise TypeError(f'loss_bbox ({type(self.loss_bbox).__name__}) needs an '
                             'iou(pred, target) method for the objectness target')
         if self.autobalance and getattr(self.loss_obj, 'loss_weight', 1.0) == 0:
             raise ValueError('autobalance needs loss_obj with a non-zero loss_weight')
-
-    @property
-    def validating(self) -> bool:
-        return resolve_validate(self.validate)
 
     @property
     def uses_cls_loss(self) -> bool:
@@ -242,41 +224,16 @@ class YOLOv5Loss(nn.Module):
                 f'label_smoothing={self.label_smoothing}, autobalance={self.autobalance}')
 
     # ------------------------------------------------------------------ checks
-    def _check_preds(self, preds) -> None:
-        if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
-            raise TypeError('preds must be a list of [B, A*(5+C), H, W] tensors, one '
-                            f'per level, got {type(preds).__name__}')
-        if len(preds) != self.num_levels:
-            raise ValueError(f'preds has {len(preds)} levels but the loss has '
-                             f'{self.num_levels} (anchors/strides)')
-        for level, pred in enumerate(preds):
-            check_tensor(f'preds[{level}]', pred, floating=True)
-            split_level_pred(pred, self.num_anchors, self.num_classes,
-                             f'preds[{level}]')
-            if pred.shape[0] != preds[0].shape[0]:
-                raise ValueError(f'preds[{level}] has batch size {pred.shape[0]}, '
-                                 f'preds[0] has {preds[0].shape[0]}')
-            if pred.device != preds[0].device:
-                raise ValueError(f'preds[{level}] is on {pred.device}, preds[0] on '
-                                 f'{preds[0].device}')
+    level_layout = '[B, A*(5+C), H, W]'
+
+    def check_level(self, name: str, pred: Tensor) -> None:
+        split_level_pred(pred, self.num_anchors, self.num_classes, name)
 
     # ----------------------------------------------------------------- forward
     def forward(self, preds: Sequence[Tensor], targets: Tensor,
                 img_size: Optional[Sequence[int]] = None,
                 max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
-        validate = self.validating
-        self._check_preds(preds)
-        batch_size = preds[0].shape[0]
-        resolve_img_size(preds, self.strides, img_size)
-        check_targets(targets, batch_size, self.num_classes, validate)
-        if targets.device != preds[0].device:
-            raise ValueError(f'targets is on {targets.device} but preds on '
-                             f'{preds[0].device}')
-        if validate:
-            for level, pred in enumerate(preds):
-                check_finite(f'preds[{level}]', pred)
-        max_boxes = resolve_max_boxes(targets, batch_size, max_boxes, validate)
-
+        _, _, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
             losses, level_obj = self._compute(preds, targets, max_boxes)
         if self.autobalance and self.training:

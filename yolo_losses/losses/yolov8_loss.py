@@ -43,16 +43,16 @@ import copy
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..assigners.task_aligned_assigner import TaskAlignedAssigner, TaskAlignedAssignment
-from ..ops.anchors import DEFAULT_STRIDES, check_strides, resolve_img_size
+from ..ops.anchors import DEFAULT_STRIDES, check_strides
 from ..ops.boxes import cxcywh_to_xyxy
 from ..ops.points import (boxes_to_distances, distances_to_boxes,
                           distribution_expectation, level_points)
-from ..ops.targets import check_targets, pad_targets, resolve_max_boxes
+from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
-from ..validation import check_finite, check_tensor, resolve_validate
+from .composite import CompositeLoss, build_part
 
 #: ultralytics keeps DFL targets this far below the last bin, so the right
 #: neighbour bin of every target exists.
@@ -87,19 +87,8 @@ class YOLOv8Targets(NamedTuple):
     assignment: TaskAlignedAssignment
 
 
-def _build_part(cfg, name: str, validate: Optional[bool]) -> nn.Module:
-    if not hasattr(cfg, 'get') or 'type' not in cfg:
-        raise TypeError(f'{name} must be a config dict with a "type" key, got {cfg!r}')
-    part = MODELS.build(copy.deepcopy(dict(cfg)))
-    if 'validate' not in cfg and hasattr(part, 'validate'):
-        # The part follows this loss's switch (as YOLOv3Loss's parts do), so
-        # validate=False here leaves no value check, hence no sync, inside.
-        part.validate = validate
-    return part
-
-
 @MODELS.register_module()
-class YOLOv8Loss(nn.Module):
+class YOLOv8Loss(CompositeLoss):
     """ultralytics ``v8DetectionLoss`` as a registered, configurable loss.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
@@ -136,9 +125,11 @@ class YOLOv8Loss(nn.Module):
             scores ``[B, N, C]``, predicted xyxy boxes ``[B, N, 4]`` and
             points ``[N, 2]`` in input pixels, labels ``[B, M]``, boxes
             ``[B, M, 4]`` (xyxy pixels) and a box mask ``[B, M]``.
-        validate: value checks (NaN/inf, ranges; host syncs); ``None``
-            follows ``yolo_losses.set_validation``. The parts get the same
-            setting unless their config gives ``validate``.
+        validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
+            ids, batch indices, negative sizes, ``max_boxes``; host syncs);
+            ``None`` follows ``yolo_losses.set_validation``. The parts are
+            built with ``validate=False`` unless their config sets it: they
+            only see tensors derived from the checked inputs.
     """
 
     def __init__(self,
@@ -154,7 +145,7 @@ class YOLOv8Loss(nn.Module):
                  assigner: dict = dict(type='TaskAlignedAssigner', topk=10,
                                        alpha=0.5, beta=6.0),
                  validate: Optional[bool] = None) -> None:
-        super().__init__()
+        super().__init__(validate)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
                 or num_classes < 1:
             raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
@@ -167,11 +158,10 @@ class YOLOv8Loss(nn.Module):
         self.strides = check_strides(strides, None, 'strides')
         self.num_classes = num_classes
         self.reg_max = reg_max
-        self.validate = validate
 
-        self.loss_cls = _build_part(loss_cls, 'loss_cls', validate)
-        self.loss_bbox = _build_part(loss_bbox, 'loss_bbox', validate)
-        self.loss_dfl = _build_part(loss_dfl, 'loss_dfl', validate)
+        self.loss_cls = build_part(loss_cls, 'loss_cls')
+        self.loss_bbox = build_part(loss_bbox, 'loss_bbox')
+        self.loss_dfl = build_part(loss_dfl, 'loss_dfl')
         for name in ('loss_cls', 'loss_bbox', 'loss_dfl'):
             reduction = getattr(getattr(self, name), 'reduction', 'mean')
             if reduction != 'mean':
@@ -191,10 +181,6 @@ class YOLOv8Loss(nn.Module):
         self.assigner = TASK_UTILS.build(assigner)
 
     @property
-    def validating(self) -> bool:
-        return resolve_validate(self.validate)
-
-    @property
     def num_outputs(self) -> int:
         """Channels of each level's prediction: ``4 * reg_max + C``."""
         return 4 * self.reg_max + self.num_classes
@@ -204,35 +190,20 @@ class YOLOv8Loss(nn.Module):
                 f'reg_max={self.reg_max}')
 
     # ------------------------------------------------------------------ checks
-    def _check_preds(self, preds) -> None:
-        if isinstance(preds, Tensor) or not isinstance(preds, (list, tuple)):
-            raise TypeError('preds must be a list of [B, 4*reg_max + C, H, W] tensors, '
-                            f'one per level, got {type(preds).__name__}')
-        if len(preds) != len(self.strides):
-            raise ValueError(f'preds has {len(preds)} levels but the loss has '
-                             f'{len(self.strides)} strides {self.strides}')
-        for level, pred in enumerate(preds):
-            name = f'preds[{level}]'
-            check_tensor(name, pred, floating=True)
-            if pred.dim() != 4 or pred.shape[1] != self.num_outputs:
-                raise ValueError(
-                    f'{name} must be [B, 4*reg_max + C, H, W] = [B, {self.num_outputs}, '
-                    f'H, W] for reg_max={self.reg_max} and C={self.num_classes} '
-                    f'classes, got shape {tuple(pred.shape)}')
-            if pred.shape[0] != preds[0].shape[0]:
-                raise ValueError(f'{name} has batch size {pred.shape[0]}, preds[0] '
-                                 f'has {preds[0].shape[0]}')
-            if pred.device != preds[0].device:
-                raise ValueError(f'{name} is on {pred.device}, preds[0] on '
-                                 f'{preds[0].device}')
-            if pred.shape[2] == 0 or pred.shape[3] == 0:
-                raise ValueError(f'{name} has an empty grid {tuple(pred.shape[-2:])}')
+    level_layout = '[B, 4*reg_max + C, H, W]'
+
+    def check_level(self, name: str, pred: Tensor) -> None:
+        if pred.dim() != 4 or pred.shape[1] != self.num_outputs:
+            raise ValueError(
+                f'{name} must be [B, 4*reg_max + C, H, W] = [B, {self.num_outputs}, '
+                f'H, W] for reg_max={self.reg_max} and C={self.num_classes} '
+                f'classes, got shape {tuple(pred.shape)}')
 
     # ----------------------------------------------------------------- forward
     def forward(self, preds: Sequence[Tensor], targets: Tensor,
                 img_size: Optional[Sequence[int]] = None,
                 max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
-        size, max_boxes = self._check_inputs(preds, targets, img_size, max_boxes)
+        _, size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
             prepared = self._prepare(preds, targets, size, max_boxes)
             return self._losses(prepared)
@@ -242,24 +213,9 @@ class YOLOv8Loss(nn.Module):
                max_boxes: Optional[int] = None) -> YOLOv8Targets:
         """The decoded predictions and targets ``forward`` computes its
         losses from (same arguments and checks), for inspection."""
-        size, max_boxes = self._check_inputs(preds, targets, img_size, max_boxes)
+        _, size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
             return self._prepare(preds, targets, size, max_boxes)
-
-    def _check_inputs(self, preds, targets, img_size, max_boxes) -> Tuple[Tuple[int, int], int]:
-        validate = self.validating
-        self._check_preds(preds)
-        batch_size = preds[0].shape[0]
-        size = resolve_img_size(preds, self.strides, img_size)
-        check_targets(targets, batch_size, self.num_classes, validate)
-        if targets.device != preds[0].device:
-            raise ValueError(f'targets is on {targets.device} but preds on '
-                             f'{preds[0].device}')
-        if validate:
-            for level, pred in enumerate(preds):
-                check_finite(f'preds[{level}]', pred)
-        max_boxes = resolve_max_boxes(targets, batch_size, max_boxes, validate)
-        return size, max_boxes
 
     def _prepare(self, preds: Sequence[Tensor], targets: Tensor,
                  img_size: Tuple[int, int], max_boxes: int) -> YOLOv8Targets:
