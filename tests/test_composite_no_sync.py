@@ -378,7 +378,7 @@ def _check_without_targets(case: str, preds, losses) -> None:
     """No targets anywhere: only the 'negative' terms remain, by formula."""
     loss_type, extra = CASES[case]
     for name in ZERO_WITHOUT_TARGETS[loss_type]:
-        assert float(losses[name]) == 0.0, name
+        assert float(losses[name].detach()) == 0.0, name
     if loss_type == 'YOLOv8Loss':
         # sum of BCE(cls logits, 0) / max(sum of target scores, 1), gain 0.5
         cls = [p[:, 4 * REG_MAX:] for p in preds]
