@@ -347,6 +347,42 @@ def test_fast_path_has_no_host_sync(case, targets_kind):
         _check_empty_image(case, preds, image=1)
 
 
+FOCAL = dict(type='FocalLoss', use_sigmoid=True, gamma=1.5, alpha=0.25, loss_weight=0.5)
+SIOU = dict(type='SIoULoss', loss_weight=0.05)
+VARIANTS = {
+    'yolov5_focal_siou': dict(type='YOLOv5Loss', loss_cls=FOCAL, loss_bbox=SIOU),
+    'yolov5_autobalance_smoothing': dict(type='YOLOv5Loss', autobalance=True,
+                                         label_smoothing=0.1, cls_pw=2.0),
+    'yolov8_varifocal_siou': dict(
+        type='YOLOv8Loss', loss_bbox=dict(SIOU, loss_weight=7.5),
+        loss_cls=dict(type='VarifocalLoss', use_sigmoid=True, loss_weight=0.5)),
+    'yolov8_classic_assigner': dict(
+        type='YOLOv8Loss', assigner=dict(type='TaskAlignedAssigner',
+                                         enlarge_small_gt=False)),
+    'yolov3_keras_focal': dict(type='YOLOv3Loss', loss_cls=FOCAL),
+    'yolov3_pytorch_box_scale': dict(type='YOLOv3Loss', style='pytorch_yolov3',
+                                     box_scale=True),
+}
+
+
+@pytest.mark.parametrize('variant', list(VARIANTS))
+def test_configured_variants_have_no_host_sync(variant):
+    """Swapped parts and options stay on the fast path (training mode, so
+    yolov5's autobalance update runs too)."""
+    cfg = dict(VARIANTS[variant], num_classes=NUM_CLASSES, validate=False)
+    loss = build_loss(cfg).train()
+    rng = np.random.default_rng(list(VARIANTS).index(variant))
+    preds = make_preds(cfg['type'], rng)
+    targets = make_targets(rng, [3, 0])
+    with NoHostSync(preds[0].device):
+        losses = loss(preds, targets, max_boxes=MAX_BOXES)
+        total(losses).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert all(torch.isfinite(p.grad).all() for p in preds)
+    if cfg.get('autobalance'):       # the in-place update did run, sync-free
+        assert not torch.equal(loss.balance, torch.tensor([4.0, 1.0, 0.4]))
+
+
 def test_global_switch_off_is_the_fast_path_too():
     rng = np.random.default_rng(7)
     for case, (loss_type, _) in CASES.items():
