@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import check_fused_option, resolve_fused
+from ..kernels import dispatch as fused_path
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_tensor, resolve_validate
 from .base import BaseLoss
@@ -467,6 +469,11 @@ class CrossEntropyLoss(BaseLoss):
             eps / 2`` (yolov5's ``smooth_BCE``); softmax: PyTorch's.
         validate: value checks (NaN/inf, id and target ranges; one host sync);
             None follows the global switch.
+        fused: sigmoid mode on the fused Triton kernel
+            (:mod:`yolo_losses.kernels`): ``None`` uses it on CUDA when
+            Triton imports and the call is supported (float32/16/bf16
+            logits), ``True`` requires it, ``False`` keeps PyTorch. Same
+            numbers to float32 round-off. Softmax and mask modes: PyTorch.
     """
 
     def __init__(self, use_sigmoid: bool = False, use_mask: bool = False,
@@ -474,7 +481,8 @@ class CrossEntropyLoss(BaseLoss):
                  ignore_index: Optional[int] = None, loss_weight: float = 1.0,
                  avg_non_ignore: bool = False,
                  pos_weight: Optional[Union[float, Sequence[float]]] = None,
-                 label_smoothing: float = 0.0, validate: Optional[bool] = None) -> None:
+                 label_smoothing: float = 0.0, validate: Optional[bool] = None,
+                 fused: Optional[bool] = None) -> None:
         if use_sigmoid and use_mask:
             raise ValueError('use_sigmoid and use_mask cannot both be True')
         class_weight_values = _number_or_list('class_weight', class_weight, scalar_ok=False)
@@ -506,6 +514,10 @@ class CrossEntropyLoss(BaseLoss):
         self.pos_weight = (list(pos_weight_values) if isinstance(pos_weight_values, tuple)
                            else pos_weight_values)
         self.label_smoothing = label_smoothing
+        self.fused = check_fused_option(fused)
+        if self.fused and not self.use_sigmoid:
+            raise ValueError('fused=True needs use_sigmoid=True (the kernel is the sigmoid '
+                             'BCE; softmax and mask modes run on PyTorch)')
         # Buffers follow the module to its device, so a call only casts them
         # (mmdet builds a tensor from a list each call: a host-to-device copy).
         self.register_buffer(
@@ -560,6 +572,11 @@ class CrossEntropyLoss(BaseLoss):
                                else _on(self.pos_weight_tensor, pred))
             name = 'class_weight' if class_weight is not None else 'pos_weight'
             check_weight_broadcast(positive_weight, pred.shape, name)
+            if resolve_fused(self.fused, 'CrossEntropyLoss', pred.device,
+                             fused_path.bce_unsupported(pred, target, weight, positive_weight)):
+                return self.loss_weight * fused_path.fused_binary_cross_entropy(
+                    pred, target, weight, reduction, avg_factor, positive_weight,
+                    ignore_index, self.avg_non_ignore, self.label_smoothing, class_ids)
             loss = _sigmoid_loss(pred, target, weight, reduction, avg_factor, positive_weight,
                                  ignore_index, self.avg_non_ignore, self.label_smoothing,
                                  class_ids)

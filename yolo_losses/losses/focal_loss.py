@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import check_fused_option, resolve_fused
+from ..kernels import dispatch as fused_path
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_tensor
 from .base import BaseLoss
@@ -141,6 +143,10 @@ class FocalLoss(BaseLoss):
             weighs the positive term inside the BCE (logits only).
         validate: value checks (NaN/inf, class ids, target range); ``None``
             follows the global switch.
+        fused: the fused Triton kernel (:mod:`yolo_losses.kernels`):
+            ``None`` uses it on CUDA when Triton imports and the call is
+            supported (logits, float32/16/bf16), ``True`` requires it,
+            ``False`` keeps PyTorch. Same numbers to float32 round-off.
 
     Call ``loss(pred, target, weight=None, avg_factor=None,
     reduction_override=None)`` with
@@ -161,7 +167,8 @@ class FocalLoss(BaseLoss):
                  loss_weight: float = 1.0,
                  activated: bool = False,
                  pos_weight: Union[None, float, Sequence[float], Tensor] = None,
-                 validate: Optional[bool] = None) -> None:
+                 validate: Optional[bool] = None,
+                 fused: Optional[bool] = None) -> None:
         if not use_sigmoid:
             raise NotImplementedError(
                 'FocalLoss supports only the sigmoid form (use_sigmoid=True), '
@@ -188,6 +195,7 @@ class FocalLoss(BaseLoss):
         self.gamma = float(gamma)
         self.alpha = float(alpha)
         self.activated = bool(activated)
+        self.fused = check_fused_option(fused)
         # A buffer so that .to(device) moves it; configuration, not state.
         self.register_buffer('pos_weight', pos_weight, persistent=False)
 
@@ -237,6 +245,11 @@ class FocalLoss(BaseLoss):
                 check_range('target', target, 0.0, 1.0)
             check_finite('weight', weight)
 
+        if resolve_fused(self.fused, 'FocalLoss', pred.device, fused_path.focal_unsupported(
+                pred, target, weight, self.pos_weight, self.activated)):
+            return self.loss_weight * fused_path.fused_sigmoid_focal(
+                pred, target, weight, reduction, avg_factor, self.gamma, self.alpha,
+                self.pos_weight, class_ids=is_label)
         if pred.numel() == 0:
             weight = None  # the element-wise loss is then a scalar 0
         if is_label:

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import check_fused_option, resolve_fused
+from ..kernels import dispatch as fused_path
 from ..registry import MODELS
 from ..validation import (check_finite, check_ndim, check_range,
                           check_same_shape, check_tensor)
@@ -177,6 +179,11 @@ class QualityFocalLoss(BaseLoss):
         activated: ``pred`` are probabilities rather than logits.
         validate: value checks (NaN/inf, class ids, score range); ``None``
             follows the global switch.
+        fused: the fused Triton kernel (:mod:`yolo_losses.kernels`) for
+            logits ``[N, C]`` with a soft-target tensor: ``None`` uses it on
+            CUDA when Triton imports and the call is supported, ``True``
+            requires it, ``False`` keeps PyTorch. Same numbers to float32
+            round-off.
 
     Call ``loss(pred, target, weight=None, avg_factor=None,
     reduction_override=None)`` with ``pred`` ``[N, C]`` and ``target`` either
@@ -192,7 +199,8 @@ class QualityFocalLoss(BaseLoss):
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
                  activated: bool = False,
-                 validate: Optional[bool] = None) -> None:
+                 validate: Optional[bool] = None,
+                 fused: Optional[bool] = None) -> None:
         if not use_sigmoid:
             raise NotImplementedError(
                 'QualityFocalLoss supports only the sigmoid form '
@@ -203,6 +211,7 @@ class QualityFocalLoss(BaseLoss):
         self.use_sigmoid = True
         self.beta = float(beta)
         self.activated = bool(activated)
+        self.fused = check_fused_option(fused)
 
     def forward(self,
                 pred: Tensor,
@@ -227,6 +236,11 @@ class QualityFocalLoss(BaseLoss):
             if self.activated:
                 check_range('pred', pred, 0.0, 1.0, 'probabilities')
             check_finite('weight', weight)
+        if resolve_fused(self.fused, 'QualityFocalLoss', pred.device,
+                         fused_path.quality_focal_unsupported(pred, target, weight,
+                                                              self.activated)):
+            return self.loss_weight * fused_path.fused_quality_focal(
+                pred, target, weight, reduction, avg_factor, self.beta)
         if pred.numel() == 0:
             weight = None  # the element-wise loss is then a scalar 0
 

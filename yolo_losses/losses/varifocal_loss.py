@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import check_fused_option, resolve_fused
+from ..kernels import dispatch as fused_path
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_same_shape, check_tensor
 from .base import BaseLoss
@@ -73,6 +75,10 @@ class VarifocalLoss(BaseLoss):
         loss_weight: multiplies the reduced loss.
         validate: value checks (NaN/inf, target range); ``None`` follows the
             global switch.
+        fused: the fused Triton kernel (:mod:`yolo_losses.kernels`):
+            ``None`` uses it on CUDA when Triton imports and the call is
+            supported (float32/16/bf16), ``True`` requires it, ``False``
+            keeps PyTorch. Same numbers to float32 round-off.
 
     Call ``loss(pred, target, weight=None, avg_factor=None,
     reduction_override=None)`` with ``pred`` ``[N, C]`` logits, ``target``
@@ -87,7 +93,8 @@ class VarifocalLoss(BaseLoss):
                  iou_weighted: bool = True,
                  reduction: str = 'mean',
                  loss_weight: float = 1.0,
-                 validate: Optional[bool] = None) -> None:
+                 validate: Optional[bool] = None,
+                 fused: Optional[bool] = None) -> None:
         if not use_sigmoid:
             raise NotImplementedError(
                 'VarifocalLoss supports only the sigmoid form (use_sigmoid=True), '
@@ -101,6 +108,7 @@ class VarifocalLoss(BaseLoss):
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.iou_weighted = bool(iou_weighted)
+        self.fused = check_fused_option(fused)
 
     def forward(self,
                 pred: Tensor,
@@ -118,6 +126,11 @@ class VarifocalLoss(BaseLoss):
             check_finite('target', target)
             check_range('target', target, 0.0, 1.0, 'scores')
             check_finite('weight', weight)
+        if resolve_fused(self.fused, 'VarifocalLoss', pred.device,
+                         fused_path.varifocal_unsupported(pred, target, weight)):
+            return self.loss_weight * fused_path.fused_varifocal(
+                pred, target, weight, reduction, avg_factor, self.alpha, self.gamma,
+                self.iou_weighted)
         if pred.numel() == 0:
             weight = None  # the element-wise loss is then a scalar 0
         loss = varifocal_loss(

@@ -1,0 +1,126 @@
+"""Fused Triton kernels for the element-wise classification losses.
+
+The sigmoid losses (``CrossEntropyLoss(use_sigmoid=True)``, ``FocalLoss``,
+``VarifocalLoss``, ``QualityFocalLoss`` with a tensor target) read their
+logits and targets once in the forward pass and once more in the backward
+pass, and write the gradient once; a reduced call never writes the
+element-wise loss. The plain PyTorch code in ``yolo_losses/losses`` stays the
+reference and the fallback (CPU, no Triton, unsupported arguments).
+
+Which path runs:
+
+- ``fused=False`` on a loss: always PyTorch.
+- ``fused=True``: the kernel; a call it cannot run (see
+  :func:`yolo_losses.kernels.dispatch` for the supported cases) raises a
+  ``ValueError`` naming what is unsupported, and a missing Triton or a CPU
+  tensor outside the Triton interpreter (``TRITON_INTERPRET=1``) a
+  ``RuntimeError``.
+- ``fused=None`` (default): the kernel when the inputs are on CUDA, Triton
+  imports, the call is supported and the global switch is on; PyTorch
+  otherwise.
+
+The global switch, for the training config: :func:`set_fused` (``False``
+turns the fast path off for every loss built with ``fused=None``), or the
+environment variable ``YOLO_LOSSES_FUSED=0`` read at import. An explicit
+``fused=True``/``False`` on a loss wins over the switch, as ``validate`` does
+over :func:`yolo_losses.set_validation`.
+
+Triton is optional (``pip install triton``); nothing here imports it until
+a fused call is about to run.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from typing import Iterator, Optional
+
+import torch
+
+__all__ = ['set_fused', 'fused_enabled', 'fused', 'triton_available',
+           'interpreter_enabled', 'resolve_fused']
+
+
+def _env_switch() -> bool:
+    value = os.environ.get('YOLO_LOSSES_FUSED', '1').strip().lower()
+    return value not in ('0', 'false', 'off', 'no')
+
+
+_global_fused = _env_switch()
+
+
+def set_fused(enabled: bool) -> None:
+    """Turn the fused kernels on or off for every loss built with
+    ``fused=None`` (the training config's switch)."""
+    global _global_fused
+    _global_fused = bool(enabled)
+
+
+def fused_enabled() -> bool:
+    return _global_fused
+
+
+@contextlib.contextmanager
+def fused(enabled: bool) -> Iterator[None]:
+    """Context manager that sets the global switch temporarily."""
+    previous = _global_fused
+    set_fused(enabled)
+    try:
+        yield
+    finally:
+        set_fused(previous)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    """Whether ``triton`` and ``triton.language`` import (checked once)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # any import failure means: no fused path
+        return False
+    return True
+
+
+def interpreter_enabled() -> bool:
+    """``TRITON_INTERPRET=1``: Triton runs kernels on the CPU in numpy
+    (slow; for tests)."""
+    return os.environ.get('TRITON_INTERPRET', '0').strip() not in ('', '0')
+
+
+def resolve_fused(fused: Optional[bool], loss_name: str, device: torch.device,
+                  unsupported: Optional[str]) -> bool:
+    """Decide whether a call runs the kernel.
+
+    Args:
+        fused: the loss's ``fused`` option (``None``: auto).
+        loss_name: for error messages.
+        device: the device of ``pred``.
+        unsupported: why the kernel cannot run this call, or ``None``.
+
+    Returns ``True`` for the kernel, ``False`` for PyTorch; raises when
+    ``fused=True`` cannot be honoured. Shape and type facts only: no sync.
+    """
+    if fused is False:
+        return False
+    if fused is None:  # the interpreter is for tests: auto never picks it
+        return (_global_fused and unsupported is None and device.type == 'cuda'
+                and triton_available())
+    runnable = device.type == 'cuda' or interpreter_enabled()
+    if unsupported is not None:
+        raise ValueError(f'{loss_name}(fused=True) cannot run this call on the fused '
+                         f'kernel: {unsupported}; use fused=None to fall back to PyTorch')
+    if not triton_available():
+        raise RuntimeError(f'{loss_name}(fused=True) needs triton, which does not import '
+                           '(pip install triton)')
+    if not runnable:
+        raise RuntimeError(f'{loss_name}(fused=True) needs CUDA tensors (got {device}), or '
+                           'TRITON_INTERPRET=1 to run the kernel on the CPU')
+    return True
+
+
+def check_fused_option(fused: Optional[bool]) -> Optional[bool]:
+    """Constructor check of a loss's ``fused`` argument."""
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f'fused must be True, False or None, got {fused!r}')
+    return fused
