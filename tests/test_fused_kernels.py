@@ -49,6 +49,7 @@ LOSSES = {
     'focal': (FocalLoss, dict(gamma=2.0, alpha=0.25)),
     'focal_options': (FocalLoss, dict(gamma=1.5, alpha=0.6, pos_weight=2.0)),
     'focal_gamma0': (FocalLoss, dict(gamma=0.0, alpha=0.25)),
+    'focal_gamma07': (FocalLoss, dict(gamma=0.7, alpha=0.25)),
     'varifocal': (VarifocalLoss, dict(alpha=0.75, gamma=2.0)),
     'varifocal_options': (VarifocalLoss, dict(alpha=0.5, gamma=2.5, iou_weighted=False)),
     'quality_focal': (QualityFocalLoss, dict(beta=2.0)),
@@ -405,6 +406,36 @@ def test_unsupported_calls_name_the_reason(monkeypatch):
 
 
 # --- CUDA only: graphs and syncs --------------------------------------------------
+
+@needs_triton
+def test_in_place_change_before_backward_is_an_error():
+    pred, target = seeded(12, (8, 5))
+    pred.requires_grad_(True)
+    x = pred * 1.0
+    value = FocalLoss(fused=True)(x, target)
+    with torch.no_grad():
+        x.add_(1.0)
+    with pytest.raises(RuntimeError, match='modified by an inplace operation'):
+        value.backward()
+
+
+def test_benchmark_smoke(capsys):
+    import importlib.util as util
+    path = os.path.join(os.path.dirname(__file__), '..', 'benchmarks',
+                        'bench_fused_elementwise.py')
+    spec = util.spec_from_file_location('bench_fused_elementwise', path)
+    bench = util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(['--device', 'cpu', '--size', 'tiny', '--repeat', '1', '--warmup', '0',
+                       '--dtype', 'float32'])
+    impls = {(row['loss'], row['impl']) for row in rows}
+    assert ('-', 'copy') in impls and ('BCE', 'torch_bce') in impls
+    for name in bench.LOSS_CONFIGS:
+        assert (name, 'plain') in impls
+    assert all(row['ms'] > 0 for row in rows)
+    out = capsys.readouterr().out
+    assert 'x roofline' in out and 'fused: skipped (needs CUDA' in out
+
 
 @needs_cuda
 def test_cuda_graph_and_no_sync():

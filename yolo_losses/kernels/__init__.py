@@ -76,7 +76,7 @@ def triton_available() -> bool:
     """Whether ``triton`` and ``triton.language`` import (checked once)."""
     try:
         import triton  # noqa: F401
-        import triton.language  # noqa: F401
+        import triton.language  # noqa: F401  (the kernels need both)
     except Exception:  # any import failure means: no fused path
         return False
     return True

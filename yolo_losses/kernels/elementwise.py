@@ -29,7 +29,6 @@ decides when.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -37,6 +36,7 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ['LossSpec', 'fused_elementwise_loss', 'BCE', 'FOCAL', 'VARIFOCAL',
            'QUALITY_FOCAL', 'DEFAULT_BLOCK']
@@ -405,6 +405,12 @@ class _Launch:
             PRED_FLAT=pred_flat, TARGET_FLAT=target_flat, WEIGHT_FLAT=weight_flat,
             INDEX64=reach > _INDEX32_LIMIT, BLOCK=block)
 
+    def tensors(self) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        return self.pred, self.target, self.weight, self.pos_weight
+
+    def restore(self, tensors: Tuple[Tensor, ...]) -> None:
+        self.pred, self.target, self.weight, self.pos_weight = tensors
+
     def operands(self) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         # absent operands are never read (their mode is a compile-time
         # constant); pred stands in as a valid pointer
@@ -446,16 +452,22 @@ class _FusedElementwiseLoss(torch.autograd.Function):
                 block: int) -> Tensor:
         launch = _Launch(pred, target, labels, weight, pos_weight, spec, block)
         result = launch.forward(reduce)
-        # only references to the inputs (and at most a [R] or [C] weight copy)
+        # The inputs (or views of them, and at most a [R] or [C] weight
+        # copy): nothing the size of the loss. save_for_backward makes an
+        # in-place change of an input before backward an error.
+        ctx.save_for_backward(*launch.tensors())
+        launch.restore((None, None, None, None))
         ctx.launch = launch
         ctx.reduce = reduce
         ctx.pred_dtype = pred.dtype
         return result
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         grad_pred = None
         if ctx.needs_input_grad[0]:
+            ctx.launch.restore(ctx.saved_tensors)
             grad_pred = ctx.launch.backward(grad_out, ctx.reduce, ctx.pred_dtype)
         ctx.launch = None
         return grad_pred, None, None, None, None, None, None, None
