@@ -54,6 +54,10 @@ T_DENSE, T_LABEL = 0, 1
 #: per-block partial sums stay few (numel / 1024).
 DEFAULT_BLOCK = 1024
 _NUM_WARPS = 4
+#: fused multiply-adds on: Triton's default until 3.9, said explicitly as
+#: 3.10 turns it off; either way the numbers stay within float32 round-off
+#: of PyTorch's
+_LAUNCH_OPTIONS = dict(num_warps=_NUM_WARPS, enable_fp_fusion=True)
 _INDEX32_LIMIT = 2 ** 31 - 1
 
 
@@ -429,7 +433,7 @@ class _Launch:
         else:
             out = torch.empty(self.shape, dtype=torch.float32, device=device)
         _forward_kernel[self.grid](*self.operands(), out, *self.sizes(), **self.scalars,
-                                   **self.constants, REDUCE=reduce, num_warps=_NUM_WARPS)
+                                   **self.constants, REDUCE=reduce, **_LAUNCH_OPTIONS)
         # the partial sums of the blocks, added in one deterministic pass
         return out.sum() if reduce else out
 
@@ -438,7 +442,7 @@ class _Launch:
         grad_out = grad_out.reshape(1) if reduce else grad_out.contiguous()
         _backward_kernel[self.grid](*self.operands(), grad_out, grad_pred, *self.sizes(),
                                     **self.scalars, **self.constants, REDUCE=reduce,
-                                    num_warps=_NUM_WARPS)
+                                    **_LAUNCH_OPTIONS)
         return grad_pred
 
 
