@@ -14,8 +14,16 @@ import warnings
 from importlib import metadata
 from typing import Any, Callable, Iterable, List, Optional
 
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry, build_from_cfg, build_model_from_cfg
 
 PLUGIN_GROUP = 'yolo_losses.plugins'
@@ -121,7 +129,8 @@ MODELS = PluginRegistry(
     parent=MMENGINE_MODELS,
     scope=SCOPE,
     build_func=_with_suggestions(build_model_from_cfg),
-    locations=['yolo_losses.losses'])
+    locations=['yolo_losses.losses', 'yolo_losses.models',
+               'yolo_losses.engine'])
 
 TASK_UTILS = PluginRegistry(
     'task util',
@@ -129,6 +138,67 @@ TASK_UTILS = PluginRegistry(
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
     locations=['yolo_losses.assigners'])
+
+# The training stack's registries. mmengine's Runner builds from its root
+# registries, which switch to these children when ``default_scope`` is
+# 'yolo_losses'; names they do not hold resolve in the parent (mmengine's own
+# hooks, samplers, ... and mmcv's transforms, which register in mmengine's
+# root TRANSFORMS).
+DATASETS = Registry(
+    'dataset',
+    parent=MMENGINE_DATASETS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.datasets'])
+
+TRANSFORMS = Registry(
+    'transform',
+    parent=MMENGINE_TRANSFORMS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.datasets.transforms', 'mmcv.transforms'])
+
+DATA_SAMPLERS = Registry(
+    'data sampler',
+    parent=MMENGINE_DATA_SAMPLERS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.datasets'])
+
+METRICS = Registry(
+    'metric',
+    parent=MMENGINE_METRICS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.evaluation'])
+
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.engine'])
+
+MODEL_WRAPPERS = Registry(
+    'model_wrapper',
+    parent=MMENGINE_MODEL_WRAPPERS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.engine'])
+
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.engine'])
+
+FUNCTIONS = Registry(
+    'function',
+    parent=MMENGINE_FUNCTIONS,
+    scope=SCOPE,
+    build_func=_with_suggestions(build_from_cfg),
+    locations=['yolo_losses.datasets'])
 
 # Alias used in mmdet-style code.
 LOSSES = MODELS
