@@ -1,0 +1,47 @@
+# The built-in synthetic shapes (yolo_losses.datasets.SyntheticShapesDataset):
+# generated from a seed, no download; 5 classes. Images are letterboxed to
+# img_scale x img_scale.
+dataset_type = 'SyntheticShapesDataset'
+num_classes = 5
+img_scale = 256
+data_seed = 0
+train_images = 2000
+val_images = 200
+batch_size = 16
+num_workers = 2
+
+train_pipeline = [
+    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
+    # flip before the letterbox, so the recorded padding stays right
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='LetterResize', scale=img_scale),
+    dict(type='YOLOHSVRandomAug'),
+    dict(type='PackYOLOInputs'),
+]
+test_pipeline = [
+    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
+    dict(type='LetterResize', scale=img_scale),
+    dict(type='PackYOLOInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=num_workers,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    # mmengine looks collate functions up without the default scope
+    collate_fn=dict(type='yolo_losses.yolo_collate'),
+    dataset=dict(type=dataset_type, num_images=train_images, split='train',
+                 seed=data_seed, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=num_workers,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='yolo_losses.yolo_collate'),
+    dataset=dict(type=dataset_type, num_images=val_images, split='val',
+                 seed=data_seed, pipeline=test_pipeline, test_mode=True))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(type='CocoMetric')
+test_evaluator = val_evaluator

@@ -1,0 +1,39 @@
+# Runtime shared by every runnable config: hooks, logging, seed, EMA, curves.
+default_scope = 'yolo_losses'
+
+# Value checks inside the losses cost one host sync each; the data pipeline
+# already guarantees finite, in-range targets, so training runs without them.
+# tools/train.py applies this with yolo_losses.set_validation.
+yolo_losses_validate = False
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # best (by val mAP@.5) and last checkpoints; older epoch checkpoints are pruned
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+                    save_last=True, save_best='coco/bbox_mAP_50',
+                    rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+
+custom_hooks = [
+    # YOLOv5/ultralytics ModelEMA: decay 0.9999 ramped over tau updates
+    dict(type='EMAHook', ema_type='YOLOExpEMA', decay=0.9999, tau=2000,
+         update_buffers=True, priority=49),
+    dict(type='CurvesHook'),
+    dict(type='ThroughputHook'),
+    dict(type='EpochSeedHook'),
+]
+
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    # tools/train.py switches to gloo when there is no CUDA
+    dist_cfg=dict(backend='nccl'))
+
+log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
+log_level = 'INFO'
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+randomness = dict(seed=0)
+load_from = None
+resume = False

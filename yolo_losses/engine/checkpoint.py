@@ -1,0 +1,94 @@
+"""Loading mmengine checkpoints with ``torch.load(weights_only=True)``.
+
+PyTorch >= 2.6 loads with ``weights_only=True`` by default and refuses any
+global it does not know; mmengine 0.10.7 checkpoints hold a few (the message
+hub's ``HistoryBuffer`` with its numpy arrays). ``allow_checkpoint_globals()``
+allow-lists exactly those with ``torch.serialization.add_safe_globals`` so
+``runner.resume`` / ``load_checkpoint`` work; nothing is ever loaded with
+``weights_only=False``.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _numpy_reconstruct():
+    # numpy 2 moved the pickling helpers to numpy._core; a checkpoint names
+    # the one of the numpy that wrote it
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def checkpoint_safe_globals() -> List[Any]:
+    """The globals an mmengine 0.10 checkpoint of this stack holds."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    safe: List[Any] = [HistoryBuffer, _numpy_reconstruct(), np.ndarray,
+                       np.dtype]
+    # the dtype classes of the float64/int64 arrays in HistoryBuffer
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        safe += [type(np.dtype(np.float64)), type(np.dtype(np.int64))]
+    return safe
+
+
+def allow_checkpoint_globals() -> None:
+    """Allow-list ``checkpoint_safe_globals()`` for ``weights_only`` loads."""
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:  # torch < 2.4 has no allow-list (nor the default)
+        add(checkpoint_safe_globals())
+
+
+def load_checkpoint_file(path: str) -> Dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` on the CPU, with clear errors."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+    allow_checkpoint_globals()
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:
+        raise ValueError(f'checkpoint {path!r} could not be loaded with '
+                         f'weights_only=True: {err}') from err
+
+
+def check_checkpoint_matches(model: nn.Module, path: str,
+                             max_listed: int = 5) -> None:
+    """Raise ``ValueError`` unless ``path``'s weights fit ``model`` exactly.
+
+    mmengine only warns on missing, unexpected or mis-shaped keys, which
+    would silently train or evaluate a randomly initialised model; this
+    check runs before anything is built or written.
+    """
+    checkpoint = load_checkpoint_file(path)
+    state = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state, dict):
+        raise ValueError(f'checkpoint {path!r} holds no state_dict')
+    module = getattr(model, 'module', model)
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model '
+                  f'{tuple(v.shape)}' for k, v in expected.items()
+                  if k in state and hasattr(state[k], 'shape')
+                  and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    for title, items in (('missing keys', missing),
+                         ('unexpected keys', unexpected),
+                         ('shape mismatches', mismatched)):
+        if items:
+            shown = ', '.join(items[:max_listed])
+            more = f' (+{len(items) - max_listed} more)' if len(
+                items) > max_listed else ''
+            problems.append(f'{len(items)} {title}: {shown}{more}')
+    if problems:
+        raise ValueError(f'checkpoint {path!r} does not fit the model of '
+                         'this config (a checkpoint of another model?): '
+                         + '; '.join(problems))
