@@ -10,6 +10,7 @@ allow-lists exactly those with ``torch.serialization.add_safe_globals`` so
 from __future__ import annotations
 
 import os.path as osp
+import pickle
 from typing import Any, Dict, List
 
 import numpy as np
@@ -17,27 +18,51 @@ import torch
 from torch import nn
 
 
-def _numpy_reconstruct():
+def _numpy_pickle_helpers() -> List[Any]:
     # numpy 2 moved the pickling helpers to numpy._core; a checkpoint names
-    # the one of the numpy that wrote it
+    # those of the numpy that wrote it
     try:
-        from numpy._core.multiarray import _reconstruct
+        from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+        from numpy.core.multiarray import _reconstruct, scalar
+    return [_reconstruct, scalar]
+
+
+def history_buffer_getattr(owner: Any, name: str) -> Any:
+    """The only ``getattr`` a checkpoint may call.
+
+    mmengine's ``HistoryBuffer`` pickles its statistics methods as
+    ``getattr(HistoryBuffer, 'mean')``. Allowing the real ``builtins.getattr``
+    would let a crafted file walk from any allowed object to arbitrary code
+    (``__globals__``, ``__subclasses__``), so the name ``builtins.getattr``
+    is mapped to this function, which serves exactly those lookups.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if (owner is HistoryBuffer and isinstance(name, str)
+            and not name.startswith('_')
+            and callable(HistoryBuffer.__dict__.get(name))):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({owner!r}, {name!r}); only the '
+        'statistics methods of mmengine\'s HistoryBuffer are allowed')
 
 
 def checkpoint_safe_globals() -> List[Any]:
-    """The globals an mmengine 0.10 checkpoint of this stack holds."""
+    """The globals an mmengine 0.10 checkpoint of this stack holds: the
+    message hub's ``HistoryBuffer``, its statistics methods (through
+    ``history_buffer_getattr``) and numpy arrays, dtypes and scalars."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    safe: List[Any] = [HistoryBuffer, _numpy_reconstruct(), np.ndarray,
-                       np.dtype]
-    # the dtype classes of the float64/int64 arrays in HistoryBuffer
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        safe += [type(np.dtype(np.float64)), type(np.dtype(np.int64))]
-    return safe
+    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr'),
+            np.ndarray, np.dtype] + _numpy_pickle_helpers() + numpy_dtype_classes()
+
+
+def numpy_dtype_classes() -> List[Any]:
+    """The dtype classes of HistoryBuffer's float64/int64 arrays (and of
+    numpy scalars): the file does not name them, ``np.dtype('f8')`` builds
+    one, but the unpickler checks its class when it sets its state."""
+    return [type(np.dtype(np.float64)), type(np.dtype(np.int64))]
 
 
 def allow_checkpoint_globals() -> None:

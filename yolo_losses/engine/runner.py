@@ -77,7 +77,8 @@ def preflight(cfg: Config, checkpoint: Optional[str] = None,
     ``ValueError`` for a checkpoint of another model, before anything is
     written.
     """
-    from mmengine.registry import DATASETS, MODELS
+    # this package's registries: an unknown type lists the closest names
+    from ..registry import DATASETS, MODELS
 
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
