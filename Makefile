@@ -16,8 +16,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Trains the default config (YOLOv8-n on the built-in synthetic shapes; CUDA
+# when present) and prints the final val mAP@.5; work dir work_dirs/yolov8_n_synthetic.
+TRAIN_CONFIG ?= configs/yolov8/yolov8_n_synthetic.py
 train: setup
-	$(PY) tools/list_losses.py
+	$(PY) tools/train.py $(TRAIN_CONFIG)
 
 test: setup
 	$(PY) -m pytest -q
