@@ -20,9 +20,12 @@ Assignment is :class:`~yolo_losses.assigners.TaskAlignedAssigner` (topk 10,
 alpha 0.5, beta 6.0, ultralytics 8.4.190's widening of ground-truth sides
 shorter than the second stride) on the detached predictions, in input pixels.
 
-Every part runs over all points with weight masks (0 on background points,
-whose target boxes are harmless placeholders), so with ``max_boxes`` given
-and validation off nothing synchronises with the device.
+The class loss runs over all points; the box and distribution losses over a
+fixed number of slots that hold every positive point (``B * M * topk``, the
+most positives the assigner can give, or all points when that is not fewer),
+with weight masks (0 on background slots, whose target boxes are harmless
+placeholders). So with ``max_boxes`` given and validation off nothing
+synchronises with the device, and no shape depends on the data.
 
 Where this differs from ultralytics, on purpose:
 
@@ -70,7 +73,7 @@ class YOLOv8Targets(NamedTuple):
     cls_logits: ``[B, N, C]`` class logits.
     dist_logits: ``[B, N, 4, R]`` side-distribution logits (l, t, r, b).
     pred_boxes: ``[B, N, 4]`` decoded xyxy boxes, grid units of each point's
-        level.
+        level (detached: what the assigner sees).
     points: ``[N, 2]`` anchor points, grid units.
     point_strides: ``[N, 1]`` stride of each point (pixels per grid unit).
     gt_boxes: ``[B, M, 4]`` padded ground truth, xyxy input pixels.
@@ -114,11 +117,12 @@ class YOLOv8Loss(CompositeLoss):
         loss_cls: config of the class loss, called with ``[B, N, C]`` logits
             and soft targets and ``avg_factor=S``; needs ``reduction='mean'``.
             ``FocalLoss``/``VarifocalLoss`` configs work as well.
-        loss_bbox: config of the box loss, called with ``[B*N, 4]`` xyxy
-            boxes (grid units), a ``[B*N]`` weight and ``avg_factor=S``;
+        loss_bbox: config of the box loss, called with ``[K, 4]`` xyxy
+            boxes (grid units), a ``[K]`` weight and ``avg_factor=S``, K the
+            positive slots (``min(B*M*topk, B*N)``);
             needs ``reduction='mean'`` (``SIoULoss`` etc. work as well).
         loss_dfl: config of the distribution loss, called with
-            ``[B*N*4, reg_max]`` logits, ``[B*N*4]`` distances, a ``[B*N*4]``
+            ``[K*4, reg_max]`` logits, ``[K*4]`` distances, a ``[K*4]``
             weight and ``avg_factor=4*S``; needs ``reduction='mean'``.
         assigner: config of the assigner (``TaskAlignedAssigner``; its
             ``strides`` default to this loss's). It is called with sigmoid
@@ -225,16 +229,32 @@ class YOLOv8Loss(CompositeLoss):
         batch_size = preds[0].shape[0]
         reg_max = self.reg_max
 
-        # [B, 4R + C, N] over all levels -> per point [B, N, 4R + C].
-        flat = torch.cat([pred.flatten(2) for pred in preds], dim=2).to(dtype)
-        flat = flat.transpose(1, 2)
-        num_points = flat.shape[1]
-        dist_logits = flat[..., :4 * reg_max].reshape(batch_size, num_points, 4, reg_max)
-        cls_logits = flat[..., 4 * reg_max:]
+        # Each level is split into its distribution and class channels (views)
+        # and each part is concatenated over the levels once:
+        # - distributions point-major [B, N, 4, R] (the softmax runs over the
+        #   last dimension), the transposition done by that one copy;
+        # - class logits kept channel-first [B, C, N] and seen as [B, N, C]
+        #   through a transposed view: the element-wise class loss does not
+        #   care, and the assigner gathers per box along C, which is then
+        #   contiguous.
+        # ``split`` (not slicing) makes the backward one concatenation per
+        # level, without a zero-filled full-size gradient per slice.
+        dist_parts, cls_parts = [], []
+        for pred in preds:
+            dist_part, cls_part = pred.flatten(2).split((4 * reg_max, self.num_classes), dim=1)
+            dist_parts.append(dist_part.transpose(1, 2).to(dtype))
+            cls_parts.append(cls_part.to(dtype))
+        dist_logits = torch.cat(dist_parts, dim=1)
+        num_points = dist_logits.shape[1]
+        dist_logits = dist_logits.reshape(batch_size, num_points, 4, reg_max)
+        cls_logits = torch.cat(cls_parts, dim=2).transpose(1, 2)
 
         points, point_strides = level_points([p.shape[-2:] for p in preds], self.strides,
                                              device=device, dtype=dtype)
-        pred_boxes = distances_to_boxes(distribution_expectation(dist_logits), points)
+        # All points are decoded for the assigner only (no gradient); the box
+        # and distribution losses decode the points they need again.
+        with torch.no_grad():
+            pred_boxes = distances_to_boxes(distribution_expectation(dist_logits), points)
 
         # Targets in input pixels, xyxy, padded per image.
         padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
@@ -247,36 +267,78 @@ class YOLOv8Loss(CompositeLoss):
         gt_mask = padded.mask & (gt_boxes.sum(-1) > 0)
 
         assignment = self.assigner(cls_logits.detach().sigmoid(),
-                                   pred_boxes.detach() * point_strides,
+                                   pred_boxes * point_strides,
                                    points * point_strides, padded.labels, gt_boxes, gt_mask)
         return YOLOv8Targets(cls_logits, dist_logits, pred_boxes, points, point_strides,
                              gt_boxes, gt_mask, assignment)
 
+    def _positive_slots(self, fg_mask: Tensor, num_boxes: int) -> Optional[Tensor]:
+        """``[K]`` indices into the ``B * N`` points of the batch that hold
+        every positive point, or ``None`` when K would be all the points.
+
+        The task-aligned assigner gives each box at most ``topk`` positives,
+        so the batch has at most ``K = B * M * topk`` of them (M padded boxes
+        per image): a bound known from shapes alone. The box and distribution
+        losses then run over K slots instead of all ``B * N`` points, with a
+        fixed shape and no host sync (``nonzero`` would size them by the
+        data). The positives come first, in point order, so that a larger
+        ``max_boxes`` (more padding) only appends background slots of weight
+        0 and leaves the order of the summed terms alone.
+        """
+        batch_size, num_points = fg_mask.shape
+        topk = getattr(self.assigner, 'topk', None)
+        if not isinstance(self.assigner, TaskAlignedAssigner) or not isinstance(topk, int):
+            return None
+        total = batch_size * num_points
+        num_slots = batch_size * num_boxes * min(topk, num_points)
+        if num_slots >= total:
+            return None
+        # Positives rank above background, earlier points above later ones.
+        rank = torch.arange(total - 1, -1, -1, device=fg_mask.device)
+        rank += fg_mask.reshape(-1).long() * total
+        return rank.topk(num_slots, sorted=True).indices
+
     def _losses(self, prepared: YOLOv8Targets) -> Dict[str, Tensor]:
-        cls_logits, dist_logits, pred_boxes, points, point_strides = prepared[:5]
+        cls_logits, dist_logits, _, points, point_strides = prepared[:5]
         assignment = prepared.assignment
         batch_size, num_points = cls_logits.shape[:2]
         reg_max = self.reg_max
         target_scores = assignment.scores.to(cls_logits.dtype)
-        fg_mask = assignment.fg_mask
         score_sum = target_scores.sum().clamp(min=1)
-        point_weight = target_scores.sum(-1)                           # [B, N]
 
         loss_cls = self.loss_cls(cls_logits, target_scores, avg_factor=score_sum)
+
+        # The points the box and distribution losses see, flattened over the
+        # batch: the fixed-size slots holding every positive, else all.
+        point_weight = target_scores.sum(-1).reshape(-1)               # [B*N]
+        fg_mask = assignment.fg_mask.reshape(-1)
+        assigned_boxes = assignment.boxes.to(dist_logits.dtype).reshape(-1, 4)
+        dist_logits = dist_logits.reshape(-1, 4, reg_max)
+        slots = self._positive_slots(assignment.fg_mask, prepared.gt_mask.shape[1])
+        if slots is None:
+            points = points.repeat(batch_size, 1)
+            point_strides = point_strides.repeat(batch_size, 1)
+        else:
+            dist_logits = dist_logits[slots]
+            assigned_boxes = assigned_boxes[slots]
+            point_weight = point_weight[slots]
+            fg_mask = fg_mask[slots]
+            point_index = slots % num_points
+            points, point_strides = points[point_index], point_strides[point_index]
+        pred_boxes = distances_to_boxes(distribution_expectation(dist_logits), points)
 
         # Background points get a finite stand-in box (weight 0 there), so no
         # 0 * NaN can reach the gradient.
         placeholder = torch.cat((points - _PLACEHOLDER_HALF_SIDE,
                                  points + _PLACEHOLDER_HALF_SIDE), dim=-1)
-        target_boxes = torch.where(fg_mask.unsqueeze(-1),
-                                   assignment.boxes.to(pred_boxes.dtype) / point_strides,
+        target_boxes = torch.where(fg_mask.unsqueeze(-1), assigned_boxes / point_strides,
                                    placeholder)
         loss_box = self.loss_bbox(pred_boxes.reshape(-1, 4), target_boxes.reshape(-1, 4),
                                   weight=point_weight.reshape(-1), avg_factor=score_sum)
 
         target_distances = boxes_to_distances(points, target_boxes,
                                               reg_max - 1 - DFL_TARGET_MARGIN)
-        side_weight = point_weight.unsqueeze(-1).expand(batch_size, num_points, 4)
+        side_weight = point_weight.unsqueeze(-1).expand(-1, 4)
         loss_dfl = self.loss_dfl(dist_logits.reshape(-1, reg_max),
                                  target_distances.reshape(-1),
                                  weight=side_weight.reshape(-1), avg_factor=4 * score_sum)
