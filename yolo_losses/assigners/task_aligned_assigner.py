@@ -82,22 +82,35 @@ def pairwise_ciou(gt_bboxes: Tensor, pred_bboxes: Tensor, eps: float = CIOU_EPS)
     gw, gh = gx2 - gx1, gy2 - gy1 + eps
     pw, ph = px2 - px1, py2 - py1 + eps
 
-    iou = (torch.minimum(gx2, px2) - torch.maximum(gx1, px1)).clamp_(min=0)
-    iou.mul_((torch.minimum(gy2, py2) - torch.maximum(gy1, py1)).clamp_(min=0))
-    union = (gw * gh + pw * ph) - iou
-    iou.div_(union.add_(eps))
-    del union
+    # Four [B, M, N] buffers, every step written in place or through
+    # ``out=``: on a CPU each fresh tensor of this size costs page faults
+    # about as much as the arithmetic. The order of operations (and so the
+    # round-off) is ultralytics'.
+    iou = torch.minimum(gx2, px2)
+    scratch = torch.maximum(gx1, px1)
+    iou.sub_(scratch).clamp_(min=0)
+    height = torch.minimum(gy2, py2)
+    torch.maximum(gy1, py1, out=scratch)
+    height.sub_(scratch).clamp_(min=0)
+    iou.mul_(height)                                           # intersection
+    union = torch.add(gw * gh, pw * ph, out=height)
+    iou.div_(union.sub_(iou).add_(eps))
 
-    diagonal = (torch.maximum(gx2, px2) - torch.minimum(gx1, px1)).pow_(2)
-    diagonal.add_((torch.maximum(gy2, py2) - torch.minimum(gy1, py1)).pow_(2)).add_(eps)
-    centre_distance = ((px1 + px2) - gx1).sub_(gx2).pow_(2)
-    centre_distance.add_(((py1 + py2) - gy1).sub_(gy2).pow_(2)).div_(4)
-    penalty = centre_distance.div_(diagonal)
-    del diagonal
+    diagonal = torch.maximum(gx2, px2, out=height)
+    diagonal.sub_(torch.minimum(gx1, px1, out=scratch)).pow_(2)
+    penalty = torch.maximum(gy2, py2)
+    penalty.sub_(torch.minimum(gy1, py1, out=scratch)).pow_(2)
+    diagonal.add_(penalty).add_(eps)
+    torch.sub(px1 + px2, gx1, out=penalty).sub_(gx2).pow_(2)   # centre distance, x
+    torch.sub(py1 + py2, gy1, out=scratch).sub_(gy2).pow_(2)
+    penalty.add_(scratch).div_(4).div_(diagonal)
 
-    aspect = ((pw / ph).atan() - (gw / gh).atan()).pow_(2).mul_(4 / math.pi ** 2)
-    trade_off = aspect / ((1 - iou).add_(aspect).add_(eps))
-    penalty.add_(aspect.mul_(trade_off))
+    aspect = torch.sub((pw / ph).atan(), (gw / gh).atan(), out=diagonal)
+    aspect.pow_(2).mul_(4 / math.pi ** 2)
+    # trade-off aspect / (1 - iou + aspect + eps), times the aspect term
+    trade_off = torch.neg(iou, out=scratch).add_(1).add_(aspect).add_(eps)
+    torch.div(aspect, trade_off, out=trade_off).mul_(aspect)
+    penalty.add_(trade_off)
     return iou.sub_(penalty)
 
 
@@ -241,16 +254,21 @@ class TaskAlignedAssigner(nn.Module):
                                      device=pred_scores.device))
         gt_labels = gt_labels.clamp(0, num_classes - 1)
 
+        # On a CPU the [B, M, N] passes dominate: masks are applied with
+        # ``masked_fill_`` (a float times bool product first converts the mask
+        # to a float copy) and maxima over the boxes use ``max(dim)``, which
+        # is faster than ``argmax`` there and has the same first-index rule.
         candidates = self._candidates(points, gt_bboxes, gt_mask)        # [B, M, N]
+        outside = candidates.logical_not()
         overlaps = pairwise_ciou(gt_bboxes, pred_bboxes).clamp_(min=0)
-        overlaps.mul_(candidates)
+        overlaps.masked_fill_(outside, 0)
         # The predicted score of each box's own class at every point: a
         # gather through an expanded (stride-0) index, never one-hot x C.
         class_index = gt_labels.unsqueeze(-1).expand(batch, num_boxes, num_points)
         box_scores = pred_scores.transpose(1, 2).gather(1, class_index)
         metric = box_scores.pow_(self.alpha).mul_(overlaps.pow(self.beta))
-        metric.mul_(candidates)
-        del box_scores
+        metric.masked_fill_(outside, 0)
+        del box_scores, outside
 
         topk = min(self.topk, num_points)
         top_index = metric.topk(topk, dim=-1, largest=True).indices
@@ -260,14 +278,14 @@ class TaskAlignedAssigner(nn.Module):
 
         # A point claimed by several boxes keeps the one of highest overlap.
         claimed = positive.sum(1, dtype=torch.int32)                     # [B, N]
-        best_box = overlaps.argmax(1)                                    # [B, N]
+        best_box = overlaps.max(1).indices                               # [B, N]
         box_slots = torch.arange(num_boxes, device=best_box.device).view(1, -1, 1)
         positive = torch.where((claimed > 1).unsqueeze(1),
                                box_slots == best_box.unsqueeze(1), positive)
         del claimed, best_box
 
-        fg_mask = positive.any(1)
-        gt_index = positive.to(torch.uint8).argmax(1)
+        # At most one positive box per point is left: its slot (0 if none).
+        fg_mask, gt_index = positive.max(1)
         labels = gt_labels.gather(1, gt_index)
         boxes = gt_bboxes.gather(1, gt_index.unsqueeze(-1).expand(batch, num_points, 4))
         labels = torch.where(fg_mask, labels, torch.full_like(labels, num_classes))
@@ -275,16 +293,19 @@ class TaskAlignedAssigner(nn.Module):
 
         # Soft targets: the metric rescaled so that each box's best positive
         # gets that box's best positive overlap.
-        metric.mul_(positive)
-        overlaps.mul_(positive)
-        del positive
+        negative = positive.logical_not_()
+        metric.masked_fill_(negative, 0)
+        overlaps.masked_fill_(negative, 0)
+        del positive, negative
         best_metric = metric.amax(-1, keepdim=True)
         best_overlap = overlaps.amax(-1, keepdim=True)
         del overlaps
         point_score = metric.mul_(best_overlap).div_(best_metric + self.eps).amax(1)
+        # Written straight into the assigned class's channel (one pass over
+        # [B, N, C]); 0 on background points.
         scores = torch.zeros_like(pred_scores).scatter_(
-            -1, labels.clamp(max=num_classes - 1).unsqueeze(-1), 1.0)
-        scores.mul_((point_score * fg_mask).unsqueeze(-1))
+            -1, labels.clamp(max=num_classes - 1).unsqueeze(-1),
+            (point_score * fg_mask).unsqueeze(-1))
         return TaskAlignedAssignment(labels, boxes, scores, fg_mask, gt_index)
 
     def _candidates(self, points: Tensor, gt_bboxes: Tensor, gt_mask: Tensor) -> Tensor:
@@ -293,9 +314,13 @@ class TaskAlignedAssigner(nn.Module):
             gt_bboxes = enlarge_small_sides(gt_bboxes, gt_mask, self.min_side)
         x, y = points[:, 0], points[:, 1]                                # [N]
         x1, y1, x2, y2 = gt_bboxes.unsqueeze(-1).unbind(-2)              # [B, M, 1]
-        inside = (x - x1) > INSIDE_MARGIN
-        inside &= (y - y1) > INSIDE_MARGIN
-        inside &= (x2 - x) > INSIDE_MARGIN
-        inside &= (y2 - y) > INSIDE_MARGIN
+        # One float and one bool buffer for the four tests (fresh [B, M, N]
+        # tensors cost page faults on a CPU).
+        distance = torch.sub(x, x1)
+        inside = distance > INSIDE_MARGIN
+        test = torch.empty_like(inside)
+        for low, high in ((y, y1), (x2, x), (y2, y)):
+            torch.sub(low, high, out=distance)
+            inside &= torch.gt(distance, INSIDE_MARGIN, out=test)
         inside &= gt_mask.unsqueeze(-1)
         return inside
