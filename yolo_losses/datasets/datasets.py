@@ -9,13 +9,11 @@ Both yield the same ``results`` dict to their pipeline, mmengine/mmcv style:
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 from mmengine.dataset import BaseDataset
 
 from ..registry import DATASETS

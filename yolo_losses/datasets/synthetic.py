@@ -19,7 +19,7 @@ like an amodal box), in original-image pixels, ``xyxy``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np

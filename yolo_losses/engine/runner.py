@@ -8,12 +8,11 @@ already writes into the work dir: a failed command leaves it untouched.
 from __future__ import annotations
 
 import difflib
-import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, DictAction  # noqa: F401  (re-exported)
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from .. import set_validation
