@@ -185,7 +185,8 @@ class TaskAlignedAssigner(nn.Module):
 
     @torch.no_grad()
     def forward(self, pred_scores: Tensor, pred_bboxes: Tensor, points: Tensor,
-                gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor) -> TaskAlignedAssignment:
+                gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor, *,
+                score_logits: bool = False) -> TaskAlignedAssignment:
         """Assign every point of every image.
 
         Args:
@@ -197,6 +198,10 @@ class TaskAlignedAssigner(nn.Module):
             gt_bboxes: ``[B, M, 4]`` ground-truth xyxy boxes (padding must be
                 finite).
             gt_mask: ``[B, M]`` bool, True for real boxes.
+            score_logits: ``pred_scores`` are logits; the sigmoid is then
+                applied to the ``[B, M, N]`` scores of each box's class only
+                (the same numbers as the sigmoid of all ``[B, N, C]``, for
+                fewer elements when M < C).
 
         Returns:
             :class:`TaskAlignedAssignment`, computed in float32 (float64 when
@@ -208,7 +213,7 @@ class TaskAlignedAssigner(nn.Module):
         with torch.autocast(device_type=device.type, enabled=False):
             return self._assign(pred_scores.to(dtype), pred_bboxes.to(dtype),
                                 points.to(dtype), gt_labels.long(), gt_bboxes.to(dtype),
-                                gt_mask.bool())
+                                gt_mask.bool(), score_logits)
 
     @staticmethod
     def _check_inputs(pred_scores, pred_bboxes, points, gt_labels, gt_bboxes, gt_mask) -> None:
@@ -239,7 +244,8 @@ class TaskAlignedAssigner(nn.Module):
                 f'{tuple(gt_bboxes.shape)}')
 
     def _assign(self, pred_scores: Tensor, pred_bboxes: Tensor, points: Tensor,
-                gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor) -> TaskAlignedAssignment:
+                gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor,
+                score_logits: bool = False) -> TaskAlignedAssignment:
         batch, num_points, num_classes = pred_scores.shape
         num_boxes = gt_bboxes.shape[1]
         if num_boxes == 0:  # a static shape, not a value: no sync
@@ -266,6 +272,8 @@ class TaskAlignedAssigner(nn.Module):
         # gather through an expanded (stride-0) index, never one-hot x C.
         class_index = gt_labels.unsqueeze(-1).expand(batch, num_boxes, num_points)
         box_scores = pred_scores.transpose(1, 2).gather(1, class_index)
+        if score_logits:
+            box_scores.sigmoid_()
         metric = box_scores.pow_(self.alpha).mul_(overlaps.pow(self.beta))
         metric.masked_fill_(outside, 0)
         del box_scores, outside

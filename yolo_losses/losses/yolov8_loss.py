@@ -128,7 +128,9 @@ class YOLOv8Loss(CompositeLoss):
             ``strides`` default to this loss's). It is called with sigmoid
             scores ``[B, N, C]``, predicted xyxy boxes ``[B, N, 4]`` and
             points ``[N, 2]`` in input pixels, labels ``[B, M]``, boxes
-            ``[B, M, 4]`` (xyxy pixels) and a box mask ``[B, M]``.
+            ``[B, M, 4]`` (xyxy pixels) and a box mask ``[B, M]`` (a
+            ``TaskAlignedAssigner`` gets the class logits and
+            ``score_logits=True`` instead of the sigmoid scores).
         validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
             ids, batch indices, negative sizes, ``max_boxes``; host syncs);
             ``None`` follows ``yolo_losses.set_validation``. The parts are
@@ -266,9 +268,15 @@ class YOLOv8Loss(CompositeLoss):
         gt_boxes = cxcywh_to_xyxy(padded.boxes * scale)
         gt_mask = padded.mask & (gt_boxes.sum(-1) > 0)
 
-        assignment = self.assigner(cls_logits.detach().sigmoid(),
-                                   pred_boxes * point_strides,
-                                   points * point_strides, padded.labels, gt_boxes, gt_mask)
+        # The task-aligned assigner takes the logits and applies the sigmoid
+        # to the [B, M, N] scores it reads (same numbers, not [B, N, C]).
+        if isinstance(self.assigner, TaskAlignedAssigner):
+            scores, score_kwargs = cls_logits.detach(), dict(score_logits=True)
+        else:
+            scores, score_kwargs = cls_logits.detach().sigmoid(), {}
+        assignment = self.assigner(scores, pred_boxes * point_strides,
+                                   points * point_strides, padded.labels, gt_boxes, gt_mask,
+                                   **score_kwargs)
         return YOLOv8Targets(cls_logits, dist_logits, pred_boxes, points, point_strides,
                              gt_boxes, gt_mask, assignment)
 
