@@ -52,13 +52,16 @@ from torch import Tensor
 
 from ..assigners.yolov3_assigner import scale_pairs
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
-                           anchors_to_tensor, check_strides, decode_yolov3_boxes,
-                           grid_cells, split_level_pred)
+                           anchors_to_tensor, check_strides, grid_cells,
+                           split_level_pred)
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
 from .composite import CompositeLoss, build_part
 
 STYLES = ('keras', 'darknet', 'pytorch_yolov3')
+
+# Channel of the objectness logit in an anchor's 5+C outputs.
+OBJ_CHANNEL = 4
 
 # PyTorch-YOLOv3 adds 1e-16 inside the log of its wh target.
 _PYTORCH_YOLOV3_LOG_EPS = 1e-16
@@ -246,65 +249,92 @@ class YOLOv3Loss(CompositeLoss):
         dtype = torch.float64 if preds[0].dtype == torch.float64 else torch.float32
         batch_size = preds[0].shape[0]
         num_classes, num_anchors = self.num_classes, self.num_anchors
+        attrs = NUM_BOX_ATTRS + num_classes
         pytorch_style = self.style == 'pytorch_yolov3'
         img_h, img_w = input_size
         # One padded slot at least, so gathers never index an empty axis.
         padded = pad_targets(targets.detach().to(dtype), batch_size, max(max_boxes, 1))
         boxes = padded.boxes
+        num_boxes = boxes.shape[1]
         box_mask = padded.mask & (boxes[..., 2] > 0) & (boxes[..., 3] > 0)
         anchors = self.anchors.to(dtype)
         grid_sizes = [tuple(pred.shape[-2:]) for pred in preds]
+        # Per-box targets only: a held box is exactly one positive slot, so
+        # the box and class terms run on the [B, M] held boxes' gathered
+        # predictions, and only objectness runs over the whole grid.
         assignments = self.assigner.assign(boxes, padded.labels, box_mask, anchors,
                                            self.strides, grid_sizes, input_size,
-                                           num_classes)
+                                           num_classes, dense=False)
+        channel = torch.arange(attrs, device=device)
 
         totals = {name: torch.zeros((), dtype=dtype, device=device)
                   for name in ('loss_xy', 'loss_wh', 'loss_obj', 'loss_cls')}
         for level, raw in enumerate(preds):
             height, width = grid_sizes[level]
+            cells = height * width
             assigned = assignments[level]
-            pred = split_level_pred(raw, num_anchors, num_classes).to(dtype)
-            level_anchors = anchors[level][None, :, None, None, :]   # [1, A, 1, 1, 2] px
-            pos = assigned.pos_mask
-            pos_weight = pos.to(dtype)
-            num_pos = pos_weight.sum()
-            target_boxes = assigned.target_boxes
+            split_level_pred(raw, num_anchors, num_classes)       # checks the layout
+            # [B, A, 5+C, H*W]: the head's own layout, channel planes contiguous.
+            planes = raw.reshape(batch_size, num_anchors, attrs, cells)
+            level_anchors = anchors[level]                        # [A, 2] px
 
+            # One gather straight from the raw layout (no copy of the level):
+            # the objectness plane [B, A, H*W] and the held boxes' slots
+            # [B, M, 5+C]. One gather, so the backward pass builds one
+            # zero-filled gradient of the level instead of one per use.
+            obj_index = (torch.arange(num_anchors, device=device)[:, None] * attrs
+                         + OBJ_CHANNEL) * cells + torch.arange(cells, device=device)
+            cell = assigned.box_cell_y * width + assigned.box_cell_x
+            box_index = ((assigned.box_anchor[..., None] * attrs + channel) * cells
+                         + cell[..., None])
+            index = torch.cat((obj_index.reshape(1, -1).expand(batch_size, -1),
+                               box_index.reshape(batch_size, -1)), dim=1)
+            gathered = planes.reshape(batch_size, -1).gather(1, index).to(dtype)
+            obj_logit = gathered[:, :num_anchors * cells].view(
+                batch_size, num_anchors, cells, 1)
+            picked = gathered[:, num_anchors * cells:].view(batch_size, num_boxes, attrs)
+
+            held = assigned.box_held
+            held_weight = held.to(dtype)
+            num_pos = held_weight.sum()
             if self.box_scale:
-                coord_weight = pos_weight * (2.0 - target_boxes[..., 2] * target_boxes[..., 3])
+                coord_weight = held_weight * (2.0 - boxes[..., 2] * boxes[..., 3])
             else:
-                coord_weight = pos_weight
+                coord_weight = held_weight
             coord_weight = coord_weight[..., None]
             per_image = batch_size
             norm_pos = num_pos if pytorch_style else per_image
 
             # xy: offset of the centre in its cell.
-            raw_xy = pred[..., 0:2]
+            raw_xy = picked[..., 0:2]
             xy_input = raw_xy if self.xy_from_logits else raw_xy.sigmoid()
             totals['loss_xy'] = totals['loss_xy'] + self._part(
-                'loss_xy', xy_input, assigned.target_offsets, coord_weight, norm_pos)
+                'loss_xy', xy_input, assigned.box_offsets, coord_weight, norm_pos)
 
-            # wh: log of the size over the anchor; 1 off the positives (log 0).
+            # wh: log of the size over the anchor; 1 off the held boxes (log 0).
+            box_anchors = level_anchors[assigned.box_anchor]      # [B, M, 2] px
             if pytorch_style:
-                grid_anchors = level_anchors / float(self.strides[level])
-                ratio = (scale_pairs(target_boxes[..., 2:4], width, height) / grid_anchors
+                ratio = (scale_pairs(boxes[..., 2:4], width, height)
+                         / (box_anchors / float(self.strides[level]))
                          + _PYTORCH_YOLOV3_LOG_EPS)
             else:
-                ratio = scale_pairs(target_boxes[..., 2:4], img_w, img_h) / level_anchors
-            ratio = torch.where(pos[..., None], ratio, torch.ones_like(ratio))
+                ratio = scale_pairs(boxes[..., 2:4], img_w, img_h) / box_anchors
+            ratio = torch.where(held[..., None], ratio, torch.ones_like(ratio))
             totals['loss_wh'] = totals['loss_wh'] + self._part(
-                'loss_wh', pred[..., 2:4], ratio.log(), coord_weight, norm_pos)
+                'loss_wh', picked[..., 2:4], ratio.log(), coord_weight, norm_pos)
 
-            # Objectness: positives, and negatives not ignored.
+            # Objectness: positives, and negatives not ignored, over the grid.
+            pos = assigned.pos_mask.view(batch_size, num_anchors, cells)
+            pos_weight = pos.to(dtype)
             with torch.no_grad():
-                decoded = decode_yolov3_boxes(pred[..., 0:4].detach(), level_anchors)
-                cells = grid_cells(height, width, device=device, dtype=dtype)
-                pred_boxes = torch.cat(
-                    (scale_pairs(decoded[..., 0:2] + cells, 1.0 / width, 1.0 / height),
-                     scale_pairs(decoded[..., 2:4], 1.0 / img_w, 1.0 / img_h)), dim=-1)
-                ignored = self.assigner.ignore_mask(pred_boxes, boxes, box_mask, assigned)
+                pred_boxes = self._decode_grid(planes[:, :, 0:4].detach().to(dtype),
+                                               level_anchors, height, width,
+                                               img_h, img_w)
+                ignored = self.assigner.ignore_mask(
+                    pred_boxes.view(batch_size, num_anchors, height, width, 4),
+                    boxes, box_mask, assigned)
+            ignored = ignored.view(batch_size, num_anchors, cells)
             neg_weight = (~pos & ~ignored).to(dtype)
-            obj_logit = pred[..., 4:5]
             obj_target = pos_weight[..., None]
             if pytorch_style:
                 obj_term = self.obj_scale * self._part(
@@ -318,9 +348,30 @@ class YOLOv3Loss(CompositeLoss):
                                       obj_weight[..., None], per_image)
             totals['loss_obj'] = totals['loss_obj'] + obj_term
 
-            # Classes: positives only, every class bit of the slot.
+            # Classes: held boxes only, every class bit of the slot.
             cls_norm = num_pos * num_classes if pytorch_style else per_image
             totals['loss_cls'] = totals['loss_cls'] + self._part(
-                'loss_cls', pred[..., NUM_BOX_ATTRS:], assigned.target_classes,
-                pos_weight[..., None], cls_norm)
+                'loss_cls', picked[..., NUM_BOX_ATTRS:], assigned.box_classes,
+                held_weight[..., None], cls_norm)
         return totals
+
+    @staticmethod
+    def _decode_grid(raw_box: Tensor, anchors: Tensor, height: int, width: int,
+                     img_h: int, img_w: int) -> Tensor:
+        """Predicted boxes of a whole level, normalised to the input.
+
+        Args:
+            raw_box: ``[B, A, 4, H*W]`` raw x, y, w, h logits (channel planes).
+            anchors: ``[A, 2]`` anchor (w, h) in input pixels.
+
+        Returns:
+            ``[B, A, H*W, 4]`` (cx, cy, w, h): ``(sigmoid(xy) + cell) / grid``
+            and ``exp(wh) * anchor / input size``.
+        """
+        cell_x, cell_y = grid_cells(height, width, device=raw_box.device,
+                                    dtype=raw_box.dtype).reshape(-1, 2).unbind(-1)
+        centre_x = (raw_box[:, :, 0].sigmoid() + cell_x) * (1.0 / width)
+        centre_y = (raw_box[:, :, 1].sigmoid() + cell_y) * (1.0 / height)
+        size_w = raw_box[:, :, 2].exp() * anchors[:, 0, None] * (1.0 / img_w)
+        size_h = raw_box[:, :, 3].exp() * anchors[:, 1, None] * (1.0 / img_h)
+        return torch.stack((centre_x, centre_y, size_w, size_h), dim=-1)
