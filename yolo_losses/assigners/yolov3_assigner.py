@@ -67,6 +67,10 @@ _PER_LEVEL_WH_IOU_EPS = 1e-16
 # (measured on a 2-core EPYC: about 2x faster than whole [B, P, chunk]
 # tensors).
 _IGNORE_BLOCK_ELEMENTS = 1 << 16
+# Elements (images x points x boxes) of one step of the ignore-mask IoU on an
+# accelerator, where launches cost more than memory traffic: 64 MiB per
+# float32 temporary at most.
+_IGNORE_DEVICE_CHUNK_ELEMENTS = 1 << 24
 
 
 class YOLOv3LevelAssignment(NamedTuple):
@@ -340,16 +344,17 @@ class YOLOv3Assigner:
         batch = pred_boxes.shape[0]
         grid_shape = pred_boxes.shape[1:4]
         dtype = pred_boxes.dtype
-        # Contiguous [B, P] planes of the predictions, [B, M] of the truths.
+        # Contiguous [B, P, 1] planes of the predictions, [B, 1, M] of the
+        # truths: each IoU below is an outer operation over points x boxes.
         pred_x1, pred_y1, pred_x2, pred_y2 = (
-            plane.contiguous()
+            plane.contiguous().unsqueeze(-1)
             for plane in cxcywh_to_xyxy(pred_boxes.reshape(batch, -1, 4)).unbind(-1))
         truth = cxcywh_to_xyxy(boxes.to(dtype))
         # A box that is no candidate becomes an empty box off the image: its
         # IoU with any prediction is 0 (or NaN for an empty prediction), which
         # ignores nothing beyond what 0 does (see ``ignored`` below).
         truth = torch.where(candidates[..., None], truth, torch.full_like(truth, -4.0))
-        truth_x1, truth_y1, truth_x2, truth_y2 = truth.unbind(-1)
+        truth_x1, truth_y1, truth_x2, truth_y2 = truth.unsqueeze(1).unbind(-1)
         pred_area = ((pred_x2 - pred_x1).clamp(min=0)
                      * (pred_y2 - pred_y1).clamp(min=0))
         truth_area = ((truth_x2 - truth_x1).clamp(min=0)
@@ -358,36 +363,45 @@ class YOLOv3Assigner:
         # The references take the max IoU over the boxes, 0 when there is
         # none or it is NaN (a degenerate prediction). "max >= thresh" is
         # "0 >= thresh, or some IoU >= thresh" (NaN compares False), so the
-        # IoU is taken one box at a time over a block of points and OR-ed:
-        # same result in any order, memory B x block instead of B x P x M.
-        num_points = pred_x1.shape[1]
+        # IoU is taken a block of points x a chunk of boxes at a time and
+        # OR-ed: same result in any order, memory bounded by the block.
+        num_points, num_boxes = pred_x1.shape[1], boxes.shape[1]
         ignored = ignored_at(pred_x1.new_zeros(()), self.ignore_thresh)
         ignored = ignored.expand(batch, num_points).clone()
-        # The temporaries are written in place (out=) into buffers of about
-        # 256 KiB: fresh large tensors per step would each be new pages from
-        # the OS, and a small block stays in the CPU cache across the steps.
-        block = max(1, min(num_points, _IGNORE_BLOCK_ELEMENTS // max(batch, 1)))
-        buffers = [pred_x1.new_empty((batch, block)) for _ in range(3)]
-        hit_buffer = ignored.new_empty((batch, block))
+        if pred_boxes.device.type == 'cpu':
+            # One box per step over cache-sized blocks of points.
+            block = max(1, min(num_points, _IGNORE_BLOCK_ELEMENTS // max(batch, 1)))
+            chunk = 1
+        else:
+            # Accelerators: every point and many boxes per launch.
+            block = max(num_points, 1)
+            chunk = max(1, min(num_boxes, _IGNORE_DEVICE_CHUNK_ELEMENTS
+                               // max(batch * num_points, 1)))
+        # The temporaries are written in place (out=) into buffers made once:
+        # on the CPU fresh large tensors per step would each be new pages
+        # from the OS, and a small block stays in the cache across the steps.
+        buffers = [pred_x1.new_empty((batch, block, chunk)) for _ in range(3)]
+        hit_buffer = ignored.new_empty((batch, block, chunk))
         for start in range(0, num_points, block):
             points = slice(start, start + block)
-            size = min(block, num_points - start)
-            first, second, third = (buffer[:, :size] for buffer in buffers)
-            hit = hit_buffer[:, :size]
             x1, y1 = pred_x1[:, points], pred_y1[:, points]
             x2, y2 = pred_x2[:, points], pred_y2[:, points]
             area, block_ignored = pred_area[:, points], ignored[:, points]
-            for box in range(boxes.shape[1]):
-                one = slice(box, box + 1)                          # [B, 1] columns
+            for first_box in range(0, num_boxes, chunk):
+                part = slice(first_box, first_box + chunk)
+                size = (x1.shape[1], min(chunk, num_boxes - first_box))
+                first, second, third = (buffer[:, :size[0], :size[1]]
+                                        for buffer in buffers)
+                hit = hit_buffer[:, :size[0], :size[1]]
                 # Intersection width, height, area: as ops.boxes.pairwise_box_iou.
-                torch.minimum(x2, truth_x2[:, one], out=first)
-                torch.maximum(x1, truth_x1[:, one], out=second)
+                torch.minimum(x2, truth_x2[..., part], out=first)
+                torch.maximum(x1, truth_x1[..., part], out=second)
                 inter = first.sub_(second).clamp_(min=0)
-                torch.minimum(y2, truth_y2[:, one], out=second)
-                torch.maximum(y1, truth_y1[:, one], out=third)
+                torch.minimum(y2, truth_y2[..., part], out=second)
+                torch.maximum(y1, truth_y1[..., part], out=third)
                 inter.mul_(second.sub_(third).clamp_(min=0))
-                union = torch.add(area, truth_area[:, one], out=second).sub_(inter)
+                union = torch.add(area, truth_area[..., part], out=second).sub_(inter)
                 # No eps: keras' and darknet's IoU is intersection / union exactly.
                 iou = inter.div_(union)
-                block_ignored |= ignored_at(iou, self.ignore_thresh, out=hit)
+                block_ignored |= ignored_at(iou, self.ignore_thresh, out=hit).any(dim=-1)
         return ignored.view(batch, *grid_shape)
