@@ -39,9 +39,13 @@ is ``'mean'`` gets ``avg_factor`` (the batch size for keras/darknet; the
 positive, negative or positive x class count for pytorch_yolov3); with
 ``'sum'`` it sums. ``loss_xy`` gets the raw x, y logits when the part has
 ``use_sigmoid=True`` (BCE, focal), else ``sigmoid(x)``, ``sigmoid(y)``
-(MSE, L1). Positives and negatives are masks over every slot (``weight``),
-so with ``max_boxes`` given and validation off nothing synchronises with the
-device.
+(MSE, L1). ``loss_xy``, ``loss_wh`` and ``loss_cls`` run on the ``B x M``
+box slots (``M`` = ``max_boxes``), gathered at each box's slot and weighted
+by "this box holds its slot" (a held box is exactly one positive; padding
+and boxes that lost a collision weigh 0); ``loss_obj`` runs on every slot of
+the grid, its positives and negatives being masks (``weight``). Every shape
+is fixed, so with ``max_boxes`` given and validation off nothing
+synchronises with the device.
 """
 from __future__ import annotations
 
@@ -120,7 +124,8 @@ class YOLOv3Loss(CompositeLoss):
             variant with darknet's scale added).
         loss_xy, loss_wh, loss_obj, loss_cls: part configs; ``None`` takes the
             style's (``default_part_configs``). Each is called as
-            ``part(pred [K, n], target [K, n], weight=[K, n], avg_factor=...)``.
+            ``part(pred [K, n], target [K, n], weight=[K, n], avg_factor=...)``
+            (``K = B*M`` box slots; ``B*A*H*W`` grid slots for ``loss_obj``).
         assigner: assigner config; it gets ``style`` and ``ignore_thresh``
             from this loss unless it sets them (they must then agree).
         validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
