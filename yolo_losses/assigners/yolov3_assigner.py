@@ -403,5 +403,8 @@ class YOLOv3Assigner:
                 union = torch.add(area, truth_area[..., part], out=second).sub_(inter)
                 # No eps: keras' and darknet's IoU is intersection / union exactly.
                 iou = inter.div_(union)
-                block_ignored |= ignored_at(iou, self.ignore_thresh, out=hit).any(dim=-1)
+                hit = ignored_at(iou, self.ignore_thresh, out=hit)
+                # One box per step (the CPU path): the hits are the column
+                # itself, and any() would allocate and fill a result per step.
+                block_ignored |= hit[..., 0] if chunk == 1 else hit.any(dim=-1)
         return ignored.view(batch, *grid_shape)
