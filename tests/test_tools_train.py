@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -199,6 +198,19 @@ def test_resume_after_sigkill_matches_the_uninterrupted_run(tiny, trained):
     # the curves of the resumed run cover all epochs
     curves = json.loads((work_dir / 'curves.json').read_text())
     assert [r['epoch'] for r in curves['train']] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_amp_on_the_cpu_trains_in_bfloat16(tiny):
+    work_dir = tiny['root'] / 'amp'
+    result = run_tool(tiny, 'tools/train.py', tiny['config'], '--work-dir',
+                      str(work_dir), '--amp', '--cfg-options',
+                      'train_cfg.max_epochs=1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = _log_text(work_dir)
+    assert 'CPUAmpOptimWrapper' in log and "dtype='bfloat16'" in log
+    curves = json.loads((work_dir / 'curves.json').read_text())
+    assert all(math.isfinite(v) for v in curves['train'][0].values())
 
 
 def _free_port():

@@ -14,16 +14,25 @@ import warnings
 from importlib import metadata
 from typing import Any, Callable, Iterable, List, Optional
 
-from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import EVALUATOR as MMENGINE_EVALUATOR
 from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOG_PROCESSORS as MMENGINE_LOG_PROCESSORS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
-from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry, build_from_cfg, build_model_from_cfg
 
 PLUGIN_GROUP = 'yolo_losses.plugins'
@@ -143,13 +152,14 @@ TASK_UTILS = PluginRegistry(
 # registries, which switch to these children when ``default_scope`` is
 # 'yolo_losses'; names they do not hold resolve in the parent (mmengine's own
 # hooks, samplers, ... and mmcv's transforms, which register in mmengine's
-# root TRANSFORMS).
+# root TRANSFORMS). A child's lookup reads its parents' tables without
+# importing the parents' modules, so each child also lists mmengine's.
 DATASETS = Registry(
     'dataset',
     parent=MMENGINE_DATASETS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.datasets'])
+    locations=['mmengine.dataset', 'yolo_losses.datasets'])
 
 TRANSFORMS = Registry(
     'transform',
@@ -163,42 +173,65 @@ DATA_SAMPLERS = Registry(
     parent=MMENGINE_DATA_SAMPLERS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.datasets'])
+    locations=['mmengine.dataset', 'yolo_losses.datasets'])
 
 METRICS = Registry(
     'metric',
     parent=MMENGINE_METRICS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.evaluation'])
+    locations=['mmengine.evaluator', 'yolo_losses.evaluation'])
 
 HOOKS = Registry(
     'hook',
     parent=MMENGINE_HOOKS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.engine'])
+    locations=['mmengine.hooks', 'yolo_losses.engine'])
 
 MODEL_WRAPPERS = Registry(
     'model_wrapper',
     parent=MMENGINE_MODEL_WRAPPERS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.engine'])
+    locations=['mmengine.model', 'yolo_losses.engine'])
 
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper',
     parent=MMENGINE_OPTIM_WRAPPERS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.engine'])
+    locations=['mmengine.optim', 'yolo_losses.engine'])
 
 FUNCTIONS = Registry(
     'function',
     parent=MMENGINE_FUNCTIONS,
     scope=SCOPE,
     build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.datasets'])
+    locations=['mmengine.dataset', 'yolo_losses.datasets'])
+
+# Children with nothing of ours, so that the Runner finds a 'yolo_losses'
+# node in every registry tree it builds from (mmengine warns otherwise) and
+# a plugin can register e.g. a loop or a parameter scheduler in this scope.
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope=SCOPE,
+                 locations=['mmengine.runner'])
+OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS, scope=SCOPE,
+                      locations=['mmengine.optim'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE,
+    locations=['mmengine.optim'])
+PARAM_SCHEDULERS = Registry('parameter scheduler',
+                            parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE,
+                            locations=['mmengine.optim'])
+EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR, scope=SCOPE,
+                     locations=['mmengine.evaluator'])
+VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, scope=SCOPE,
+                       locations=['mmengine.visualization'])
+VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, scope=SCOPE,
+                       locations=['mmengine.visualization'])
+LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS,
+                          scope=SCOPE, locations=['mmengine.runner'])
 
 # Alias used in mmdet-style code.
 LOSSES = MODELS
