@@ -41,6 +41,10 @@ INSIDE_MARGIN = 1e-9
 #: ``eps`` of ultralytics' ``bbox_iou`` (CIoU of the alignment metric).
 CIOU_EPS = 1e-7
 
+#: On a CPU the assigner's [B, M, N] work runs in chunks of whole images of
+#: about this many box x point pairs (2 MiB per float32 temporary).
+CPU_CHUNK_ELEMENTS = 1 << 19
+
 
 class TaskAlignedAssignment(NamedTuple):
     """Per-point result of :class:`TaskAlignedAssigner`.
@@ -260,6 +264,39 @@ class TaskAlignedAssigner(nn.Module):
                                      device=pred_scores.device))
         gt_labels = gt_labels.clamp(0, num_classes - 1)
 
+        # On a CPU the [B, M, N] work runs a few images at a time so that its
+        # temporaries stay in the cache and are not fresh pages at every call
+        # (about a third faster at B=64, M=64); elsewhere the whole batch runs
+        # at once (fewer launches). Images are independent: same numbers.
+        chunk = batch
+        if pred_scores.device.type == 'cpu':
+            chunk = max(1, CPU_CHUNK_ELEMENTS // max(1, num_boxes * num_points))
+        parts = [self._assign_images(pred_scores[start:start + chunk],
+                                     pred_bboxes[start:start + chunk], points,
+                                     gt_labels[start:start + chunk],
+                                     gt_bboxes[start:start + chunk],
+                                     gt_mask[start:start + chunk], score_logits)
+                 for start in range(0, batch, chunk)]
+        labels, boxes, fg_mask, gt_index, point_score = (
+            torch.cat(field) if len(parts) > 1 else field[0] for field in zip(*parts))
+
+        # Written straight into the assigned class's channel (one pass over
+        # [B, N, C]); 0 on background points.
+        scores = torch.zeros_like(pred_scores).scatter_(
+            -1, labels.clamp(max=num_classes - 1).unsqueeze(-1),
+            (point_score * fg_mask).unsqueeze(-1))
+        return TaskAlignedAssignment(labels, boxes, scores, fg_mask, gt_index)
+
+    def _assign_images(self, pred_scores: Tensor, pred_bboxes: Tensor, points: Tensor,
+                       gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor,
+                       score_logits: bool):
+        """The [B, M, N] part of the assignment (labels already clamped):
+        per point its label, box, foreground flag, box slot and normalised
+        metric (before the background mask)."""
+        batch, num_points, num_classes = pred_scores.shape
+        num_boxes = gt_bboxes.shape[1]
+
+
         # On a CPU the [B, M, N] passes dominate: masks are applied with
         # ``masked_fill_`` (a float times bool product first converts the mask
         # to a float copy) and maxima over the boxes use ``max(dim)``, which
@@ -309,12 +346,7 @@ class TaskAlignedAssigner(nn.Module):
         best_overlap = overlaps.amax(-1, keepdim=True)
         del overlaps
         point_score = metric.mul_(best_overlap).div_(best_metric + self.eps).amax(1)
-        # Written straight into the assigned class's channel (one pass over
-        # [B, N, C]); 0 on background points.
-        scores = torch.zeros_like(pred_scores).scatter_(
-            -1, labels.clamp(max=num_classes - 1).unsqueeze(-1),
-            (point_score * fg_mask).unsqueeze(-1))
-        return TaskAlignedAssignment(labels, boxes, scores, fg_mask, gt_index)
+        return labels, boxes, fg_mask, gt_index, point_score
 
     def _candidates(self, points: Tensor, gt_bboxes: Tensor, gt_mask: Tensor) -> Tensor:
         """``[B, M, N]`` bool: point strictly inside the (widened) real box."""
