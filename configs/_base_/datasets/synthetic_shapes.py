@@ -1,14 +1,18 @@
 # The built-in synthetic shapes (yolo_losses.datasets.SyntheticShapesDataset):
-# generated from a seed, no download; 5 classes. Images are letterboxed to
-# img_scale x img_scale.
+# generated from a seed, no download; 5 classes. Images are generated with a
+# longer side of source_size pixels and letterboxed to img_scale x img_scale.
+# Sized for the 2-core CPU default run; a GPU config raises them.
 dataset_type = 'SyntheticShapesDataset'
 num_classes = 5
-img_scale = 256
+source_size = 256
+img_scale = 192
 data_seed = 0
-train_images = 2000
+train_images = 1600
 val_images = 200
 batch_size = 16
-num_workers = 2
+# one worker overlaps data generation with the training step without taking
+# both cores of a small machine
+num_workers = 1
 
 train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_label=True),
@@ -32,7 +36,7 @@ train_dataloader = dict(
     # mmengine looks collate functions up without the default scope
     collate_fn=dict(type='yolo_losses.yolo_collate'),
     dataset=dict(type=dataset_type, num_images=train_images, split='train',
-                 seed=data_seed, pipeline=train_pipeline))
+                 seed=data_seed, img_size=source_size, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=batch_size,
     num_workers=num_workers,
@@ -40,7 +44,8 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='yolo_losses.yolo_collate'),
     dataset=dict(type=dataset_type, num_images=val_images, split='val',
-                 seed=data_seed, pipeline=test_pipeline, test_mode=True))
+                 seed=data_seed, img_size=source_size, pipeline=test_pipeline,
+                 test_mode=True))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(type='CocoMetric')

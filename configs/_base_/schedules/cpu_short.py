@@ -1,6 +1,6 @@
 # Short schedule for a CPU: AdamW (what ultralytics picks for short runs),
 # linear warm-up over the first iterations, cosine decay per epoch.
-max_epochs = 12
+max_epochs = 8
 base_lr = 0.002
 warmup_iters = 100
 
