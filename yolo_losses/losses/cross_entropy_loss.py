@@ -283,7 +283,8 @@ def _sigmoid_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
                   avg_factor: AvgFactor, pos_weight: Optional[Tensor], ignore_index: int,
                   avg_non_ignore: bool, label_smoothing: float, class_ids: bool) -> Tensor:
     dtype = _compute_dtype(pred)
-    valid = (label >= 0) & (label != ignore_index)
+    if class_ids or ignore_index >= 0:
+        valid = (label >= 0) & (label != ignore_index)
     if class_ids:
         num_classes = pred.shape[-1]
         # ids >= C land in the extra column C, which is dropped: background
@@ -294,9 +295,16 @@ def _sigmoid_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
             weight = weight.unsqueeze(-1)  # one weight per sample, as mmdet
         num_valid = valid.sum() * num_classes
     else:
-        # ignored entries (e.g. -100) would enter the logit product; zero them
-        target = torch.where(valid, label.to(dtype), torch.zeros((), dtype=dtype,
-                                                                 device=pred.device))
+        if ignore_index < 0:
+            # label >= 0 already excludes a negative ignore_index: one pass
+            # for the mask and one for the target, not five (hot in YOLO).
+            # (NaN targets stay NaN here; validation rejects them.)
+            valid = label >= 0
+            target = label.to(dtype).clamp(min=0)
+        else:
+            # ignored entries would enter the logit product; zero them
+            target = torch.where(valid, label.to(dtype),
+                                 torch.zeros((), dtype=dtype, device=pred.device))
         num_valid = valid.sum()
     if label_smoothing > 0:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
