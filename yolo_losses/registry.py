@@ -154,61 +154,30 @@ TASK_UTILS = PluginRegistry(
 # hooks, samplers, ... and mmcv's transforms, which register in mmengine's
 # root TRANSFORMS). A child's lookup reads its parents' tables without
 # importing the parents' modules, so each child also lists mmengine's.
-DATASETS = Registry(
-    'dataset',
-    parent=MMENGINE_DATASETS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.dataset', 'yolo_losses.datasets'])
+def _child(name: str, parent: Registry, locations: List[str]) -> Registry:
+    """A ``yolo_losses`` child of one of mmengine's root registries whose
+    unknown-type errors list the closest registered names."""
+    return Registry(name, parent=parent, scope=SCOPE,
+                    build_func=_with_suggestions(build_from_cfg),
+                    locations=locations)
 
-TRANSFORMS = Registry(
-    'transform',
-    parent=MMENGINE_TRANSFORMS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['yolo_losses.datasets.transforms', 'mmcv.transforms'])
 
-DATA_SAMPLERS = Registry(
-    'data sampler',
-    parent=MMENGINE_DATA_SAMPLERS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.dataset', 'yolo_losses.datasets'])
-
-METRICS = Registry(
-    'metric',
-    parent=MMENGINE_METRICS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.evaluator', 'yolo_losses.evaluation'])
-
-HOOKS = Registry(
-    'hook',
-    parent=MMENGINE_HOOKS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.hooks', 'yolo_losses.engine'])
-
-MODEL_WRAPPERS = Registry(
-    'model_wrapper',
-    parent=MMENGINE_MODEL_WRAPPERS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.model', 'yolo_losses.engine'])
-
-OPTIM_WRAPPERS = Registry(
-    'optim_wrapper',
-    parent=MMENGINE_OPTIM_WRAPPERS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.optim', 'yolo_losses.engine'])
-
-FUNCTIONS = Registry(
-    'function',
-    parent=MMENGINE_FUNCTIONS,
-    scope=SCOPE,
-    build_func=_with_suggestions(build_from_cfg),
-    locations=['mmengine.dataset', 'yolo_losses.datasets'])
+DATASETS = _child('dataset', MMENGINE_DATASETS,
+                  ['mmengine.dataset', 'yolo_losses.datasets'])
+TRANSFORMS = _child('transform', MMENGINE_TRANSFORMS,
+                    ['yolo_losses.datasets.transforms', 'mmcv.transforms'])
+DATA_SAMPLERS = _child('data sampler', MMENGINE_DATA_SAMPLERS,
+                       ['mmengine.dataset', 'yolo_losses.datasets'])
+METRICS = _child('metric', MMENGINE_METRICS,
+                 ['mmengine.evaluator', 'yolo_losses.evaluation'])
+HOOKS = _child('hook', MMENGINE_HOOKS,
+               ['mmengine.hooks', 'yolo_losses.engine'])
+MODEL_WRAPPERS = _child('model_wrapper', MMENGINE_MODEL_WRAPPERS,
+                        ['mmengine.model', 'yolo_losses.engine'])
+OPTIM_WRAPPERS = _child('optim_wrapper', MMENGINE_OPTIM_WRAPPERS,
+                        ['mmengine.optim', 'yolo_losses.engine'])
+FUNCTIONS = _child('function', MMENGINE_FUNCTIONS,
+                   ['mmengine.dataset', 'yolo_losses.datasets'])
 
 # Children with nothing of ours, so that the Runner finds a 'yolo_losses'
 # node in every registry tree it builds from (mmengine warns otherwise) and
