@@ -1,5 +1,5 @@
 # Longer GPU schedule: YOLOv8-s, larger inputs and more data on the
-# built-in shapes (100 epochs of SGD). See the README for its measured mAP.
+# built-in shapes (100 epochs of SGD). Not yet run: no GPU was available to measure its mAP.
 _base_ = [
     '../_base_/models/yolov8_s.py',
     '../_base_/datasets/synthetic_shapes.py',
