@@ -246,13 +246,18 @@ def _softmax_cross_entropy(pred: Tensor, label: Tensor, class_weight: Optional[T
 
 @weighted_loss
 def _binary_cross_entropy_with_logits(pred: Tensor, target: Tensor,
-                                      pos_weight: Optional[Tensor] = None) -> Tensor:
+                                      pos_weight: Optional[Tensor] = None,
+                                      keep: Optional[Tensor] = None) -> Tensor:
     """``-(p * t * log s(x) + (1 - t) * log(1 - s(x)))`` per element (nats),
-    ``p`` the positive-class weight."""
+    ``p`` the positive-class weight; 0 where the bool mask ``keep`` is False
+    (a finite target gives a finite loss there, and its gradient is 0)."""
     if pred.numel() == 0:
         return pred.sum() * 0
-    return F.binary_cross_entropy_with_logits(pred, target, pos_weight=pos_weight,
+    loss = F.binary_cross_entropy_with_logits(pred, target, pos_weight=pos_weight,
                                               reduction='none')
+    if keep is not None:
+        loss = torch.where(keep, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
+    return loss
 
 
 # --- the three modes, on checked inputs ----------------------------------------
@@ -283,9 +288,9 @@ def _sigmoid_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
                   avg_factor: AvgFactor, pos_weight: Optional[Tensor], ignore_index: int,
                   avg_non_ignore: bool, label_smoothing: float, class_ids: bool) -> Tensor:
     dtype = _compute_dtype(pred)
-    if class_ids or ignore_index >= 0:
-        valid = (label >= 0) & (label != ignore_index)
+    keep = None
     if class_ids:
+        valid = (label >= 0) & (label != ignore_index)
         num_classes = pred.shape[-1]
         # ids >= C land in the extra column C, which is dropped: background
         one_hot = F.one_hot(label.long().clamp(0, num_classes), num_classes + 1)
@@ -293,28 +298,31 @@ def _sigmoid_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
         target = one_hot[..., :num_classes].to(dtype) * valid
         if weight is not None and weight.shape == label.shape:
             weight = weight.unsqueeze(-1)  # one weight per sample, as mmdet
-        num_valid = valid.sum() * num_classes
+        element_weight = valid.to(dtype) if weight is None else weight.to(dtype) * valid
+    elif ignore_index < 0:
+        # label >= 0 already excludes a negative ignore_index. The masked
+        # entries are zeroed after the element-wise loss, which a finite
+        # target keeps finite: two passes over the per-class targets (the
+        # mask, the select) instead of five (hot in YOLO: [B, N, C]).
+        # (NaN targets stay out of the loss here; validation rejects them.)
+        valid = keep = label >= 0
+        target = label.to(dtype)
+        element_weight = None if weight is None else weight.to(dtype)
     else:
-        if ignore_index < 0:
-            # label >= 0 already excludes a negative ignore_index: one pass
-            # for the mask and one for the target, not five (hot in YOLO).
-            # (NaN targets stay NaN here; validation rejects them.)
-            valid = label >= 0
-            target = label.to(dtype).clamp(min=0)
-        else:
-            # ignored entries would enter the logit product; zero them
-            target = torch.where(valid, label.to(dtype),
-                                 torch.zeros((), dtype=dtype, device=pred.device))
-        num_valid = valid.sum()
+        valid = (label >= 0) & (label != ignore_index)
+        # ignored entries would enter the logit product; zero them
+        target = torch.where(valid, label.to(dtype),
+                             torch.zeros((), dtype=dtype, device=pred.device))
+        element_weight = valid.to(dtype) if weight is None else weight.to(dtype) * valid
     if label_smoothing > 0:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if avg_factor is None and avg_non_ignore and reduction == 'mean':
-        avg_factor = num_valid
-    element_weight = valid.to(dtype) if weight is None else weight.to(dtype) * valid
+        avg_factor = valid.sum() * (pred.shape[-1] if class_ids else 1)
     if pred.numel() == 0:
-        element_weight = None  # the element-wise loss is then a scalar 0
+        element_weight = keep = None  # the element-wise loss is then a scalar 0
     return _binary_cross_entropy_with_logits(pred, target, element_weight, reduction=reduction,
-                                             avg_factor=avg_factor, pos_weight=pos_weight)
+                                             avg_factor=avg_factor, pos_weight=pos_weight,
+                                             keep=keep)
 
 
 def _mask_loss(pred: Tensor, target: Tensor, label: Tensor, reduction: str,

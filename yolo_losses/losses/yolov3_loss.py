@@ -56,16 +56,13 @@ from torch import Tensor
 
 from ..assigners.yolov3_assigner import scale_pairs
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
-                           anchors_to_tensor, check_strides, grid_cells,
-                           split_level_pred)
+                           anchors_to_tensor, check_strides,
+                           gather_objectness_and_slots, grid_cells, split_level_pred)
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
 from .composite import CompositeLoss, build_part
 
 STYLES = ('keras', 'darknet', 'pytorch_yolov3')
-
-# Channel of the objectness logit in an anchor's 5+C outputs.
-OBJ_CHANNEL = 4
 
 # PyTorch-YOLOv3 adds 1e-16 inside the log of its wh target.
 _PYTORCH_YOLOV3_LOG_EPS = 1e-16
@@ -270,8 +267,6 @@ class YOLOv3Loss(CompositeLoss):
         assignments = self.assigner.assign(boxes, padded.labels, box_mask, anchors,
                                            self.strides, grid_sizes, input_size,
                                            num_classes, dense=False)
-        channel = torch.arange(attrs, device=device)
-
         totals = {name: torch.zeros((), dtype=dtype, device=device)
                   for name in ('loss_xy', 'loss_wh', 'loss_obj', 'loss_cls')}
         for level, raw in enumerate(preds):
@@ -283,21 +278,12 @@ class YOLOv3Loss(CompositeLoss):
             planes = raw.reshape(batch_size, num_anchors, attrs, cells)
             level_anchors = anchors[level]                        # [A, 2] px
 
-            # One gather straight from the raw layout (no copy of the level):
-            # the objectness plane [B, A, H*W] and the held boxes' slots
-            # [B, M, 5+C]. One gather, so the backward pass builds one
-            # zero-filled gradient of the level instead of one per use.
-            obj_index = (torch.arange(num_anchors, device=device)[:, None] * attrs
-                         + OBJ_CHANNEL) * cells + torch.arange(cells, device=device)
+            # The objectness plane and the held boxes' slots in one gather.
             cell = assigned.box_cell_y * width + assigned.box_cell_x
-            box_index = ((assigned.box_anchor[..., None] * attrs + channel) * cells
-                         + cell[..., None])
-            index = torch.cat((obj_index.reshape(1, -1).expand(batch_size, -1),
-                               box_index.reshape(batch_size, -1)), dim=1)
-            gathered = planes.reshape(batch_size, -1).gather(1, index).to(dtype)
-            obj_logit = gathered[:, :num_anchors * cells].view(
-                batch_size, num_anchors, cells, 1)
-            picked = gathered[:, num_anchors * cells:].view(batch_size, num_boxes, attrs)
+            obj_logit, picked = gather_objectness_and_slots(
+                raw, num_anchors, assigned.box_anchor, cell)
+            obj_logit = obj_logit.to(dtype)[..., None]            # [B, A, H*W, 1]
+            picked = picked.to(dtype)                             # [B, M, 5+C]
 
             held = assigned.box_held
             held_weight = held.to(dtype)

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
                            anchors_to_tensor, check_strides, decode_yolov5_boxes,
-                           split_level_pred)
+                           gather_objectness_and_slots, split_level_pred)
 from ..ops.boxes import cxcywh_to_xyxy
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
@@ -269,18 +269,16 @@ class YOLOv5Loss(CompositeLoss):
             assigned = self.assigner.assign(padded.boxes, padded.mask, anchors,
                                             (height, width))
             valid = assigned.valid                                   # [B, M, A, 5]
-            slots = valid.shape[1] * valid.shape[3]
             weight = valid.to(dtype)
             num_matches = weight.sum()
 
-            # Gather the matched cells' channels straight from the raw
-            # [B, A, 5+C, H*W] layout: no copy of the whole level.
+            # The objectness plane and the candidate slots in one gather.
             cell = assigned.cell_y * width + assigned.cell_x
-            index = cell.permute(0, 2, 1, 3).reshape(batch_size, num_anchors, 1, slots)
-            raw = pred.view(batch_size, num_anchors, attrs, height * width)
-            picked = torch.gather(raw, 3, index.expand(-1, -1, attrs, -1))
-            picked = picked.view(batch_size, num_anchors, attrs, max_boxes,
-                                 valid.shape[3]).permute(0, 3, 1, 4, 2).to(dtype)
+            slot_anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
+            obj_logits, picked = gather_objectness_and_slots(
+                pred, num_anchors, slot_anchor.expand_as(cell).reshape(batch_size, -1),
+                cell.reshape(batch_size, -1))
+            picked = picked.view(*valid.shape, attrs).to(dtype)     # [B, M, A, 5, 5+C]
 
             pred_boxes = decode_yolov5_boxes(picked[..., :4], anchors[:, None, :])
             target_boxes = torch.where(valid[..., None], assigned.target_boxes.to(dtype),
@@ -296,16 +294,13 @@ class YOLOv5Loss(CompositeLoss):
                 obj_value = torch.where(valid, (1.0 - self.gr) + self.gr * iou,
                                         torch.zeros_like(iou))
                 image = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
-                anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
-                obj_index = ((image * num_anchors + anchor) * height
-                             + assigned.cell_y) * width + assigned.cell_x
+                obj_index = (image * num_anchors + slot_anchor) * (height * width) + cell
                 # Every value is >= 0, so zeros absorb the non-matches and
                 # a cell hit twice keeps its largest target.
                 obj_target = torch.zeros(batch_size * num_anchors * height * width,
                                          dtype=dtype, device=device)
                 obj_target.scatter_reduce_(0, obj_index.reshape(-1),
                                            obj_value.reshape(-1), 'amax')
-            obj_logits = pred.view(batch_size, num_anchors, attrs, height, width)[:, :, 4]
             obj_level = self.loss_obj(obj_logits.reshape(-1, 1).to(dtype),
                                       obj_target.view(-1, 1))
             level_obj.append(obj_level)

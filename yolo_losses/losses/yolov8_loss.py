@@ -232,24 +232,24 @@ class YOLOv8Loss(CompositeLoss):
         reg_max = self.reg_max
 
         # Each level is split into its distribution and class channels (views)
-        # and each part is concatenated over the levels once:
-        # - distributions point-major [B, N, 4, R] (the softmax runs over the
-        #   last dimension), the transposition done by that one copy;
-        # - class logits kept channel-first [B, C, N] and seen as [B, N, C]
-        #   through a transposed view: the element-wise class loss does not
-        #   care, and the assigner gathers per box along C, which is then
-        #   contiguous.
-        # ``split`` (not slicing) makes the backward one concatenation per
-        # level, without a zero-filled full-size gradient per slice.
+        # and each part is concatenated over the levels once, point-major:
+        # distributions [B, N, 4, R] (the softmax runs over the last
+        # dimension) and class logits [B, N, C]. That one copy does the
+        # transposition, and everything after runs on contiguous tensors
+        # (element-wise ops mixing a transposed view with the assigner's
+        # contiguous targets cost a transposing copy per op, forward and
+        # backward). ``split`` (not slicing) makes the backward one
+        # concatenation per level, without a zero-filled full-size gradient
+        # per slice.
         dist_parts, cls_parts = [], []
         for pred in preds:
             dist_part, cls_part = pred.flatten(2).split((4 * reg_max, self.num_classes), dim=1)
             dist_parts.append(dist_part.transpose(1, 2).to(dtype))
-            cls_parts.append(cls_part.to(dtype))
+            cls_parts.append(cls_part.transpose(1, 2).to(dtype))
         dist_logits = torch.cat(dist_parts, dim=1)
         num_points = dist_logits.shape[1]
         dist_logits = dist_logits.reshape(batch_size, num_points, 4, reg_max)
-        cls_logits = torch.cat(cls_parts, dim=2).transpose(1, 2)
+        cls_logits = torch.cat(cls_parts, dim=1)
 
         points, point_strides = level_points([p.shape[-2:] for p in preds], self.strides,
                                              device=device, dtype=dtype)

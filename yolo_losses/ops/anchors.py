@@ -192,3 +192,43 @@ def decode_yolov3_boxes(raw: Tensor, anchors: Tensor) -> Tensor:
 def level_anchors_in_grid(anchors: Tensor, strides: Sequence[float]) -> List[Tensor]:
     """Per level, ``[A, 2]`` anchors in grid units (pixels / stride)."""
     return [anchors[level] / stride for level, stride in enumerate(strides)]
+
+
+#: Channel of the objectness logit among an anchor's ``5 + C`` channels.
+OBJ_CHANNEL = 4
+
+
+def gather_objectness_and_slots(pred: Tensor, num_anchors: int, slot_anchor: Tensor,
+                                slot_cell: Tensor) -> Tuple[Tensor, Tensor]:
+    """The objectness plane and some cells' channels, in one gather.
+
+    Reads straight from the head's layout, so no copy of the level is made,
+    and being one op its backward builds one zero-filled gradient of the
+    level (two ops, a slice and a gather, would build two and add them:
+    three passes over the largest tensor of the loss).
+
+    Args:
+        pred: ``[B, A*(5+C), H, W]`` raw head output of one level.
+        num_anchors: A.
+        slot_anchor: ``[B, S]`` long, anchor index of each slot.
+        slot_cell: ``[B, S]`` long, flat cell index ``y * W + x`` of each slot.
+
+    Returns:
+        ``(objectness, picked)``: ``[B, A, H*W]`` objectness logits and
+        ``[B, S, 5+C]`` channels of the slots' (anchor, cell), both in
+        ``pred``'s dtype.
+    """
+    batch_size, channels, height, width = pred.shape
+    attrs = channels // num_anchors
+    cells = height * width
+    device = pred.device
+    obj_index = ((torch.arange(num_anchors, device=device)[:, None] * attrs + OBJ_CHANNEL)
+                 * cells + torch.arange(cells, device=device))            # [A, H*W]
+    channel = torch.arange(attrs, device=device)
+    slot_index = (slot_anchor[..., None] * attrs + channel) * cells + slot_cell[..., None]
+    index = torch.cat((obj_index.reshape(1, -1).expand(batch_size, -1),
+                       slot_index.reshape(batch_size, -1)), dim=1)
+    gathered = pred.reshape(batch_size, -1).gather(1, index)
+    objectness = gathered[:, :num_anchors * cells].view(batch_size, num_anchors, cells)
+    picked = gathered[:, num_anchors * cells:].view(batch_size, slot_anchor.shape[1], attrs)
+    return objectness, picked
