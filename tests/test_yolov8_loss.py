@@ -286,10 +286,11 @@ def test_no_batch_size_factor_and_max_boxes_padding():
     doubled = loss(doubled_preds, torch.cat((targets, shifted)))
     for key in KEYS:
         assert doubled[key].item() == pytest.approx(single[key].item(), rel=1e-5)
-    # a larger max_boxes only adds padding
+    # a larger max_boxes only adds padding (background slots of weight 0;
+    # the longer sums may group their terms differently: round-off only)
     padded = loss(preds, targets, max_boxes=40)
     for key in KEYS:
-        assert torch.equal(padded[key], single[key])
+        assert padded[key].item() == pytest.approx(single[key].item(), rel=1e-6, abs=0)
 
 
 def test_border_points_are_not_candidates():

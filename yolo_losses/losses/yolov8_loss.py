@@ -291,7 +291,7 @@ class YOLOv8Loss(CompositeLoss):
         fixed shape and no host sync (``nonzero`` would size them by the
         data). The positives come first, in point order, so that a larger
         ``max_boxes`` (more padding) only appends background slots of weight
-        0 and leaves the order of the summed terms alone.
+        0 (the longer sums may group their terms differently: round-off).
         """
         batch_size, num_points = fg_mask.shape
         topk = getattr(self.assigner, 'topk', None)
