@@ -542,3 +542,26 @@ def test_max_boxes_none_costs_the_documented_sync(case):
     computed = loss(preds, targets)
     for name in expected:
         torch.testing.assert_close(computed[name], expected[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_channels_last_head_outputs_give_the_same_losses(case):
+    """A model fed channels-last images (``YOLODataPreprocessor(
+    channels_last=True)``) hands the loss channels-last levels: same
+    values and gradients as the contiguous layout (an invariance; the
+    values themselves are checked against the references elsewhere)."""
+    rng = np.random.default_rng(24)
+    loss = build(case, validate=False)
+    preds = make_preds(CASES[case][0], rng)
+    targets = make_targets(rng, [3, 1])
+    nhwc = [p.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+            for p in preds]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in nhwc)
+    expected = loss(preds, targets, max_boxes=MAX_BOXES)
+    got = loss(nhwc, targets, max_boxes=MAX_BOXES)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=1e-7)
+    total(expected).backward()
+    total(got).backward()
+    for plain, last in zip(preds, nhwc):
+        torch.testing.assert_close(last.grad, plain.grad, rtol=1e-6, atol=1e-9)

@@ -315,6 +315,17 @@ def test_data_preprocessor_scales_and_orders_channels():
         YOLODataPreprocessor()(dict(images=images))
     with pytest.raises(ValueError, match=r'\[B, 3, H, W\]'):
         YOLODataPreprocessor()(dict(inputs=images[:, :2]))
+    with pytest.raises(TypeError, match='channels_last'):
+        YOLODataPreprocessor(channels_last=1)
+
+
+def test_data_preprocessor_channels_last_keeps_values():
+    images = torch.randint(0, 256, (2, 3, 8, 6), dtype=torch.uint8)
+    plain = YOLODataPreprocessor()(dict(inputs=images))['inputs']
+    nhwc = YOLODataPreprocessor(channels_last=True)(dict(inputs=images))['inputs']
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(nhwc, plain)
 
 
 # --- bad input -------------------------------------------------------------------

@@ -239,8 +239,8 @@ class YOLOv8Loss(CompositeLoss):
         # (element-wise ops mixing a transposed view with the assigner's
         # contiguous targets cost a transposing copy per op, forward and
         # backward). ``split`` (not slicing) makes the backward one
-        # concatenation per level, without a zero-filled full-size gradient
-        # per slice.
+        # concatenation per level, straight into the head's layout, without
+        # a zero-filled full-size gradient per slice.
         dist_parts, cls_parts = [], []
         for pred in preds:
             dist_part, cls_part = pred.flatten(2).split((4 * reg_max, self.num_classes), dim=1)
@@ -291,7 +291,7 @@ class YOLOv8Loss(CompositeLoss):
         fixed shape and no host sync (``nonzero`` would size them by the
         data). The positives come first, in point order, so that a larger
         ``max_boxes`` (more padding) only appends background slots of weight
-        0 (the longer sums may group their terms differently: round-off).
+        0 and leaves the order of the summed terms alone.
         """
         batch_size, num_points = fg_mask.shape
         topk = getattr(self.assigner, 'topk', None)
