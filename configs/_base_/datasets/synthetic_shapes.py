@@ -7,7 +7,7 @@ num_classes = 5
 source_size = 256
 img_scale = 192
 data_seed = 0
-train_images = 1500
+train_images = 1700
 val_images = 200
 batch_size = 16
 # one worker overlaps data generation with the training step without taking
