@@ -8,7 +8,9 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from yolo_losses.engine.runner import check_config_keys
+from yolo_losses.engine.runner import apply_loss_switches, check_config_keys
+from yolo_losses.kernels import fused, fused_enabled
+from yolo_losses.validation import validation, validation_enabled
 from yolo_losses.registry import DATASETS, MODELS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -57,6 +59,7 @@ def test_config_builds_model_and_loss(path):
                     'optim_wrapper', 'param_scheduler', 'train_cfg'):
             assert key in cfg, key
         assert cfg.yolo_losses_validate is False
+        assert cfg.yolo_losses_fused is True
     model = MODELS.build(cfg.model)
     head = model.bbox_head
     loss = model.loss_module
@@ -119,3 +122,17 @@ def test_coco_template_points_at_the_exported_layout(tmp_path, monkeypatch):
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
     assert len(dataset) == 2
     assert dataset[1]['inputs'].shape == (3, 256, 256)
+
+
+def test_config_switches_reach_the_losses():
+    """``yolo_losses_validate`` / ``yolo_losses_fused`` set the global
+    switches the losses read; anything but a bool is refused by name."""
+    with fused(True), validation(True):
+        apply_loss_switches(Config(dict(yolo_losses_validate=False,
+                                        yolo_losses_fused=False)))
+        assert fused_enabled() is False
+        assert validation_enabled() is False
+        apply_loss_switches(Config(dict()))      # defaults: both on
+        assert fused_enabled() is True and validation_enabled() is True
+        with pytest.raises(TypeError, match='yolo_losses_fused'):
+            apply_loss_switches(Config(dict(yolo_losses_fused='off')))

@@ -5,6 +5,9 @@ default_scope = 'yolo_losses'
 # already guarantees finite, in-range targets, so training runs without them.
 # tools/train.py applies this with yolo_losses.set_validation.
 yolo_losses_validate = False
+# The fast path: fused Triton kernels for the element-wise losses, on CUDA
+# when Triton imports (a CPU always runs the PyTorch path). False turns it off.
+yolo_losses_fused = True
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from .. import set_validation
+from ..kernels import set_fused
 from .checkpoint import allow_checkpoint_globals, check_checkpoint_matches
 
 # Top-level keys mmengine's Runner.from_cfg (and Runner itself) read, plus
@@ -28,7 +29,24 @@ RUNNER_KEYS = (
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
     'visualizer', 'default_scope', 'randomness', 'experiment_name',
     'model_wrapper_cfg', 'find_unused_parameters', 'sync_bn', 'compile',
-    'custom_imports', 'yolo_losses_validate')
+    'custom_imports', 'yolo_losses_validate', 'yolo_losses_fused')
+
+
+def apply_loss_switches(cfg: Config) -> None:
+    """The config's process-wide switches of the losses.
+
+    ``yolo_losses_validate`` (default True): the losses' value checks
+    (:func:`yolo_losses.set_validation`). ``yolo_losses_fused`` (default
+    True): the fused Triton kernels of the element-wise losses, used on CUDA
+    when Triton imports; False keeps every loss on its PyTorch path
+    (:func:`yolo_losses.kernels.set_fused`).
+    """
+    for key in ('yolo_losses_validate', 'yolo_losses_fused'):
+        value = cfg.get(key, True)
+        if not isinstance(value, bool):
+            raise TypeError(f'config key {key} must be True or False, got {value!r}')
+    set_validation(cfg.get('yolo_losses_validate', True))
+    set_fused(cfg.get('yolo_losses_fused', True))
 
 
 def check_config_keys(cfg: Config) -> None:
@@ -168,7 +186,7 @@ def train(config: str, work_dir: Optional[str] = None, amp: bool = False,
         checkpoint = cfg.load_from
     if amp:
         _apply_amp(cfg)
-    set_validation(bool(cfg.get('yolo_losses_validate', True)))
+    apply_loss_switches(cfg)
     preflight(cfg, checkpoint)
     _setup_distributed(cfg, launcher)
     runner = Runner.from_cfg(cfg)
@@ -192,7 +210,7 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(config)
     cfg.load_from = checkpoint
     cfg.resume = False
-    set_validation(bool(cfg.get('yolo_losses_validate', True)))
+    apply_loss_switches(cfg)
     preflight(cfg, checkpoint, loaders=('test_dataloader',))
     _setup_distributed(cfg, launcher)
     runner = Runner.from_cfg(cfg)
