@@ -92,9 +92,10 @@ def test_iou_equal_to_threshold_is_kept_and_classes_are_separate():
                        class_agnostic=True).mask.sum() == 1
 
 
-def test_chain_needs_many_rounds():
-    # boxes shifted by 1: each overlaps the next with IoU 9/11 > 0.5, so
-    # greedy NMS keeps every other box; the fixed point needs many rounds
+def test_suppression_chain_is_greedy():
+    # boxes shifted by 1 overlap their neighbours: a suppressed box must not
+    # suppress (greedy order), which a one-shot "any higher overlap" rule
+    # would get wrong
     num = 12
     boxes = torch.tensor([[[i, 0., i + 10, 10] for i in range(num)]])
     scores = torch.linspace(1.0, 0.5, num)[None]
@@ -212,3 +213,31 @@ def test_cuda_matches_plain_loops():
     assert result.boxes.is_cuda
     check_against_plain(type(result)(*(t.cpu() for t in result)), boxes, scores, labels,
                         0.5, 25)
+
+
+@pytest.mark.parametrize('crowded_top', [False, True])
+def test_prefix_pass_and_its_fallback_match_plain_loops(crowded_top, monkeypatch):
+    """The greedy pass runs on the top 4 * max_per_img ranks first and on
+    the whole list only when that prefix keeps too few: both exact."""
+    import yolo_losses.ops.nms as nms_module
+    sizes = []
+    original = nms_module._greedy_keep
+
+    def spy(boxes, *args):
+        sizes.append(boxes.shape[1])
+        return original(boxes, *args)
+
+    monkeypatch.setattr(nms_module, '_greedy_keep', spy)
+    rng = np.random.default_rng(11)
+    batch, num, max_per_img = 2, 120, 5
+    boxes = random_boxes(rng, batch, num, size=300.0)
+    scores = rng.uniform(0, 0.9, (batch, num)).astype(np.float32)
+    labels = np.zeros((batch, num), dtype=np.int64)
+    if crowded_top:
+        # the 30 best of image 1 are one box: the prefix (20 ranks) keeps 1
+        boxes[1, :30] = boxes[1, 0]
+        scores[1, :30] = np.linspace(1.0, 0.95, 30, dtype=np.float32)
+    result = batched_nms(torch.as_tensor(boxes), torch.as_tensor(scores),
+                         torch.as_tensor(labels), 0.5, max_per_img)
+    check_against_plain(result, boxes, scores, labels, 0.5, max_per_img)
+    assert sizes == ([4 * max_per_img, num] if crowded_top else [4 * max_per_img])
