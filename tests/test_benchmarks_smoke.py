@@ -39,3 +39,20 @@ def test_bench_basic_losses_tiny():
         assert re.search(r'^GIoULoss\s+torchvision\s', out, re.M)
     # the plain formulas written in the script give our values
     assert 'all values agree with ours within 0.001 relative' in out, out
+
+
+def test_bench_speed_runs_both_parts_quick():
+    """``bench_speed.py`` is the one command for every speed case: both
+    tables come out of one run (tiny sizes here; peers skipped or agreeing)."""
+    script = SCRIPT.parent / 'bench_speed.py'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    done = subprocess.run([sys.executable, str(script), '--quick', '--device', 'cpu'],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert '== Composite losses against their peers ==' in out
+    assert '== Element-wise sigmoid losses against the memory roofline ==' in out
+    for label in ('yolo_losses YOLOv5Loss', 'yolo_losses YOLOv8Loss'):
+        assert label in out, out
+    assert re.search(r'^FocalLoss\s+plain\s', out, re.M), out
+    assert re.search(r'^\S+\s+copy\s', out, re.M), out
