@@ -220,6 +220,22 @@ def test_synthetic_dataset_items_follow_the_generator(scope):
         SyntheticShapesDataset(split='dev')
 
 
+def test_cached_synthetic_dataset_gives_the_generated_samples(scope):
+    cached = SyntheticShapesDataset(num_images=3, split='train', seed=4, img_size=64,
+                                    cache=True)
+    for index in range(3):
+        img, boxes, labels = generate_sample(4, 'train', index, img_size=64)
+        info = cached.get_data_info(index)
+        np.testing.assert_array_equal(info['img'], img)
+        assert [i['bbox'] for i in info['instances']] == boxes.tolist()
+        assert [i['bbox_label'] for i in info['instances']] == labels.tolist()
+        # a transform writing into the image must not reach the cache
+        info['img'][:] = 0
+        np.testing.assert_array_equal(cached.get_data_info(index)['img'], img)
+    with pytest.raises(TypeError, match='cache'):
+        SyntheticShapesDataset(num_images=1, cache='yes')
+
+
 def test_export_then_coco_dataset_gives_the_same_samples(tmp_path, scope):
     synthetic = SyntheticShapesDataset(num_images=5, split='val', seed=1,
                                        img_size=64, pipeline=TEST_PIPELINE)

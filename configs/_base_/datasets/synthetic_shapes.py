@@ -13,6 +13,9 @@ batch_size = 16
 # one worker overlaps data generation with the training step without taking
 # both cores of a small machine
 num_workers = 1
+# generate each image once, when the dataset is built, instead of once per
+# epoch in the worker (which competes with the training step for the cores)
+cache_images = True
 
 train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True, with_label=True),
@@ -36,7 +39,8 @@ train_dataloader = dict(
     # mmengine looks collate functions up without the default scope
     collate_fn=dict(type='yolo_losses.yolo_collate'),
     dataset=dict(type=dataset_type, num_images=train_images, split='train',
-                 seed=data_seed, img_size=source_size, pipeline=train_pipeline))
+                 seed=data_seed, img_size=source_size, cache=cache_images,
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=batch_size,
     num_workers=num_workers,
@@ -44,7 +48,8 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='yolo_losses.yolo_collate'),
     dataset=dict(type=dataset_type, num_images=val_images, split='val',
-                 seed=data_seed, img_size=source_size, pipeline=test_pipeline,
+                 seed=data_seed, img_size=source_size, cache=cache_images,
+                 pipeline=test_pipeline,
                  test_mode=True))
 test_dataloader = val_dataloader
 
