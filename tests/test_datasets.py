@@ -232,6 +232,14 @@ def test_cached_synthetic_dataset_gives_the_generated_samples(scope):
         # a transform writing into the image must not reach the cache
         info['img'][:] = 0
         np.testing.assert_array_equal(cached.get_data_info(index)['img'], img)
+    # another instance with the same generation arguments (tools/train.py's
+    # preflight, then the Runner) reuses the generated images
+    again = SyntheticShapesDataset(num_images=3, split='train', seed=4, img_size=64,
+                                   cache=True)
+    assert again._samples is cached._samples
+    other = SyntheticShapesDataset(num_images=3, split='train', seed=5, img_size=64,
+                                   cache=True)
+    assert other._samples is not cached._samples
     with pytest.raises(TypeError, match='cache'):
         SyntheticShapesDataset(num_images=1, cache='yes')
 

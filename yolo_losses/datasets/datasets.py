@@ -13,6 +13,7 @@ import json
 import os
 import os.path as osp
 import time
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
@@ -20,6 +21,13 @@ from mmengine.logging import print_log
 
 from ..registry import DATASETS
 from .synthetic import SHAPE_CLASSES, SHAPE_PALETTE, generate_sample, split_code
+
+
+# Cached sample lists by generation arguments, shared by the instances of
+# one process: tools/train.py's preflight builds each dataset once before
+# the Runner builds it again, and the val and test loaders share a config.
+_GENERATED: 'OrderedDict[tuple, List[tuple]]' = OrderedDict()
+_GENERATED_MAX_SETS = 4
 
 
 @DATASETS.register_module()
@@ -75,11 +83,18 @@ class SyntheticShapesDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         if self.cache:
-            start = time.perf_counter()
-            self._samples = [self._generate(index) for index in range(self.num_images)]
-            print_log(f'SyntheticShapesDataset: generated {self.num_images} {self.split} '
-                      f'images in {time.perf_counter() - start:.1f} s (cached)',
-                      logger='current')
+            key = (self.seed, self.split, self.num_images, self.img_size,
+                   self.max_objects, self.size_range)
+            self._samples = _GENERATED.get(key)
+            if self._samples is None:
+                start = time.perf_counter()
+                self._samples = [self._generate(index) for index in range(self.num_images)]
+                print_log(f'SyntheticShapesDataset: generated {self.num_images} '
+                          f'{self.split} images in {time.perf_counter() - start:.1f} s '
+                          '(cached)', logger='current')
+                _GENERATED[key] = self._samples
+                while len(_GENERATED) > _GENERATED_MAX_SETS:
+                    _GENERATED.popitem(last=False)
         return [dict(img_id=index, img_path=None)
                 for index in range(self.num_images)]
 
