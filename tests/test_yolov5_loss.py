@@ -556,3 +556,31 @@ def test_anchor_helpers():
     raw = torch.tensor([0.0, math.log(3.0), 0.0, math.log(3.0)])
     box = decode_yolov5_boxes(raw, torch.tensor([2.0, 4.0]))
     torch.testing.assert_close(box, torch.tensor([0.5, 1.0, 2.0, 9.0]))
+
+
+def test_objectness_and_slots_read_and_gradient_by_plain_indexing():
+    """``gather_objectness_and_slots`` (one autograd op, one gradient
+    buffer) against plain Python indexing, duplicated slots included, and
+    its backward through ``gradcheck``."""
+    from yolo_losses.ops.anchors import gather_objectness_and_slots
+    torch.manual_seed(3)
+    batch, anchors, attrs, height, width = 2, 3, 7, 4, 5
+    pred = torch.randn(batch, anchors * attrs, height, width, dtype=torch.float64,
+                       requires_grad=True)
+    slot_anchor = torch.tensor([[0, 2, 2, 1], [1, 1, 0, 0]])
+    slot_cell = torch.tensor([[3, 19, 19, 0], [7, 7, 12, 4]])      # repeats on purpose
+    objectness, picked = gather_objectness_and_slots(pred, anchors, slot_anchor, slot_cell)
+    per_anchor = pred.detach().view(batch, anchors, attrs, height, width)
+    for b in range(batch):
+        for a in range(anchors):
+            assert torch.equal(objectness[b, a], per_anchor[b, a, 4].reshape(-1))
+        for s in range(slot_anchor.shape[1]):
+            y, x = divmod(int(slot_cell[b, s]), width)
+            assert torch.equal(picked[b, s], per_anchor[b, int(slot_anchor[b, s]), :, y, x])
+    assert torch.autograd.gradcheck(
+        lambda p: gather_objectness_and_slots(p, anchors, slot_anchor, slot_cell),
+        (pred,))
+    # one output unused: its gradient is simply absent
+    _, picked_only = gather_objectness_and_slots(pred, anchors, slot_anchor, slot_cell)
+    picked_only.sum().backward()
+    assert pred.grad.view(batch, anchors, attrs, height, width)[:, :, 4].abs().sum() > 0

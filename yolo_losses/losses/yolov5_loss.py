@@ -279,8 +279,11 @@ class YOLOv5Loss(CompositeLoss):
                 pred, num_anchors, slot_anchor.expand_as(cell).reshape(batch_size, -1),
                 cell.reshape(batch_size, -1))
             picked = picked.view(*valid.shape, attrs).to(dtype)     # [B, M, A, 5, 5+C]
+            # split, not slices: its backward is one concatenation instead
+            # of a zero-filled [B, M, A, 5, 5+C] gradient per slice
+            box_raw, _, cls_raw = picked.split((4, 1, num_classes), dim=-1)
 
-            pred_boxes = decode_yolov5_boxes(picked[..., :4], anchors[:, None, :])
+            pred_boxes = decode_yolov5_boxes(box_raw, anchors[:, None, :])
             target_boxes = torch.where(valid[..., None], assigned.target_boxes.to(dtype),
                                        _PLACEHOLDER_BOX_VALUE)
             pred_xyxy = cxcywh_to_xyxy(pred_boxes).reshape(-1, 4)
@@ -307,7 +310,7 @@ class YOLOv5Loss(CompositeLoss):
             loss_obj = loss_obj + obj_level * balance[level]
 
             if self.uses_cls_loss:
-                cls_logits = picked[..., NUM_BOX_ATTRS:].reshape(-1, num_classes)
+                cls_logits = cls_raw.reshape(-1, num_classes)
                 level_target = cls_target[:, :, None, None, :].expand(
                     *valid.shape, num_classes).reshape(-1, num_classes)
                 cls_weight = weight[..., None].expand(

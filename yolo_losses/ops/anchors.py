@@ -198,14 +198,43 @@ def level_anchors_in_grid(anchors: Tensor, strides: Sequence[float]) -> List[Ten
 OBJ_CHANNEL = 4
 
 
+class _ObjectnessAndSlots(torch.autograd.Function):
+    """Forward: the objectness plane and the slots' channels of a level.
+    Backward: one zero-filled gradient of the level, the objectness plane
+    written into it and the slots' gradients added (two ops on ``pred``
+    would each build a full-size gradient and add them: three passes over
+    the largest tensor of the loss)."""
+
+    @staticmethod
+    def forward(ctx, planes: Tensor, image: Tensor, anchor: Tensor,
+                cell: Tensor) -> Tuple[Tensor, Tensor]:
+        ctx.save_for_backward(image, anchor, cell)
+        ctx.shape = planes.shape
+        objectness = planes[:, :, OBJ_CHANNEL]
+        picked = planes[image, anchor, :, cell]
+        return objectness, picked
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_objectness: Optional[Tensor], grad_picked: Optional[Tensor]):
+        image, anchor, cell = ctx.saved_tensors
+        grad = grad_objectness.new_zeros(ctx.shape) if grad_objectness is not None \
+            else grad_picked.new_zeros(ctx.shape)
+        if grad_objectness is not None:
+            grad[:, :, OBJ_CHANNEL] = grad_objectness
+        if grad_picked is not None:
+            # [B, A, H*W, 5+C] view: the three index tensors select rows
+            grad.transpose(2, 3).index_put_((image, anchor, cell), grad_picked,
+                                            accumulate=True)
+        return grad, None, None, None
+
+
 def gather_objectness_and_slots(pred: Tensor, num_anchors: int, slot_anchor: Tensor,
                                 slot_cell: Tensor) -> Tuple[Tensor, Tensor]:
-    """The objectness plane and some cells' channels, in one gather.
+    """The objectness plane and some cells' channels, read as one op.
 
-    Reads straight from the head's layout, so no copy of the level is made,
-    and being one op its backward builds one zero-filled gradient of the
-    level (two ops, a slice and a gather, would build two and add them:
-    three passes over the largest tensor of the loss).
+    Reads straight from the head's layout (no copy of the level), and the
+    backward builds one zero-filled gradient of the level, not one per use.
 
     Args:
         pred: ``[B, A*(5+C), H, W]`` raw head output of one level.
@@ -219,16 +248,6 @@ def gather_objectness_and_slots(pred: Tensor, num_anchors: int, slot_anchor: Ten
         ``pred``'s dtype.
     """
     batch_size, channels, height, width = pred.shape
-    attrs = channels // num_anchors
-    cells = height * width
-    device = pred.device
-    obj_index = ((torch.arange(num_anchors, device=device)[:, None] * attrs + OBJ_CHANNEL)
-                 * cells + torch.arange(cells, device=device))            # [A, H*W]
-    channel = torch.arange(attrs, device=device)
-    slot_index = (slot_anchor[..., None] * attrs + channel) * cells + slot_cell[..., None]
-    index = torch.cat((obj_index.reshape(1, -1).expand(batch_size, -1),
-                       slot_index.reshape(batch_size, -1)), dim=1)
-    gathered = pred.reshape(batch_size, -1).gather(1, index)
-    objectness = gathered[:, :num_anchors * cells].view(batch_size, num_anchors, cells)
-    picked = gathered[:, num_anchors * cells:].view(batch_size, slot_anchor.shape[1], attrs)
-    return objectness, picked
+    planes = pred.reshape(batch_size, num_anchors, channels // num_anchors, height * width)
+    image = torch.arange(batch_size, device=pred.device).view(-1, 1).expand_as(slot_anchor)
+    return _ObjectnessAndSlots.apply(planes, image, slot_anchor, slot_cell)
