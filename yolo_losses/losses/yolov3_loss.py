@@ -257,7 +257,6 @@ class YOLOv3Loss(CompositeLoss):
         # One padded slot at least, so gathers never index an empty axis.
         padded = pad_targets(targets.detach().to(dtype), batch_size, max(max_boxes, 1))
         boxes = padded.boxes
-        num_boxes = boxes.shape[1]
         box_mask = padded.mask & (boxes[..., 2] > 0) & (boxes[..., 3] > 0)
         anchors = self.anchors.to(dtype)
         grid_sizes = [tuple(pred.shape[-2:]) for pred in preds]
@@ -278,7 +277,7 @@ class YOLOv3Loss(CompositeLoss):
             planes = raw.reshape(batch_size, num_anchors, attrs, cells)
             level_anchors = anchors[level]                        # [A, 2] px
 
-            # The objectness plane and the held boxes' slots in one gather.
+            # The objectness plane and the held boxes' slots, read as one op.
             cell = assigned.box_cell_y * width + assigned.box_cell_x
             obj_logit, picked = gather_objectness_and_slots(
                 raw, num_anchors, assigned.box_anchor, cell)

@@ -272,7 +272,7 @@ class YOLOv5Loss(CompositeLoss):
             weight = valid.to(dtype)
             num_matches = weight.sum()
 
-            # The objectness plane and the candidate slots in one gather.
+            # The objectness plane and the candidate slots, read as one op.
             cell = assigned.cell_y * width + assigned.cell_x
             slot_anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
             obj_logits, picked = gather_objectness_and_slots(
