@@ -24,6 +24,7 @@ if not HAS_CUDA and importlib.util.find_spec('triton') is not None \
         and not _TRITON_ALREADY_IMPORTED:
     os.environ.setdefault('TRITON_INTERPRET', '1')
 
+import composite_cases  # noqa: E402
 import yolo_losses.kernels as kernels  # noqa: E402
 from yolo_losses.kernels import dispatch as fused_path  # noqa: E402
 from yolo_losses.losses.cross_entropy_loss import CrossEntropyLoss  # noqa: E402
@@ -436,6 +437,28 @@ def test_benchmark_smoke(capsys):
     out = capsys.readouterr().out
     assert 'x roofline' in out and 'fused: skipped (needs CUDA' in out
 
+
+
+@needs_triton
+@pytest.mark.parametrize('case', list(composite_cases.CASES))
+def test_composite_parts_run_on_the_kernel(case):
+    """Every part of a composite loss that has a fused kernel accepts the
+    composite's calls (``fused=True`` raises on an unsupported call, where
+    the default ``fused=None`` would quietly fall back to PyTorch on a GPU),
+    and gives the PyTorch path's losses and gradients."""
+    fast = composite_cases.build(case).to(DEVICE)
+    switched = []
+    for name, part in fast.named_children():
+        if getattr(part, 'fused', 'absent') is None:
+            part.fused = True
+            switched.append(name)
+    assert 'loss_cls' in switched and ('loss_obj' in switched) == (case != 'yolov8')
+    plain = composite_cases.build(case).to(DEVICE)
+    for name in switched:
+        getattr(plain, name).fused = False
+    preds, targets = composite_cases.make_inputs(case, 0, DEVICE)
+    composite_cases.assert_same(composite_cases.step(fast, preds, targets),
+                                composite_cases.step(plain, preds, targets))
 
 @needs_cuda
 def test_cuda_graph_and_no_sync():
