@@ -3,7 +3,8 @@
 Side by side in one run, on the same inputs:
 
 - ours: ``YOLOv3Loss`` (each ``style``), ``YOLOv5Loss``, ``YOLOv8Loss``,
-  each with validation on and off (``max_boxes`` given in both);
+  each with validation on and off (``max_boxes`` given in both), and with
+  ``--compile`` also under ``torch.compile(fullgraph=True)``;
 - peers, when importable: ultralytics ``v8DetectionLoss`` (8.4.190) and
   yolov5 ``ComputeLoss`` (7.0.14), built with a stand-in model object that
   exposes only what their constructors read. They are never project
@@ -122,9 +123,14 @@ class Runner:
     setup: Callable[[Inputs], Tuple[List[torch.Tensor], Callable[[], Dict[str, torch.Tensor]]]]
 
 
-def ours(loss_type: str, case: Case, device, validate: bool, **extra) -> Runner:
+def ours(loss_type: str, case: Case, device, validate: bool, compiled: bool = False,
+         **extra) -> Runner:
     loss = build_loss(dict(type=loss_type, num_classes=case.num_classes,
                            validate=validate, **extra)).to(device)
+    if compiled:
+        # The whole loss as one graph (tests/test_composite_compile.py); the
+        # first warm-up call pays for the compilation.
+        loss = torch.compile(loss, fullgraph=True)
     anchor_based = loss_type != 'YOLOv8Loss'
 
     def setup(inputs: Inputs):
@@ -135,8 +141,8 @@ def ours(loss_type: str, case: Case, device, validate: bool, **extra) -> Runner:
 
     style = f'[{extra["style"]}]' if 'style' in extra else ''
     family = {'YOLOv3Loss': 'v3', 'YOLOv5Loss': 'v5', 'YOLOv8Loss': 'v8'}[loss_type]
-    return Runner(f'yolo_losses {loss_type}{style}', family,
-                  'on' if validate else 'off', setup)
+    return Runner(f'yolo_losses {loss_type}{style}{" torch.compile" if compiled else ""}',
+                  family, 'on' if validate else 'off', setup)
 
 
 class _FakeUltralyticsModel:
@@ -222,8 +228,15 @@ PEERS = {'ultralytics-v8': (ultralytics_v8, 'ultralytics'),
 
 
 def runners_for(impls: Sequence[str], styles: Sequence[str], validates: Sequence[str],
-                case: Case, device, notes: List[str]) -> List[Runner]:
+                case: Case, device, notes: List[str],
+                compiled: bool = False) -> List[Runner]:
+    """Runners of ``impls``; ours once per validation setting, plus (with
+    ``compiled``) once more under ``torch.compile`` with validation off
+    (validation reads values on the host, which a whole graph cannot)."""
     runners = []
+    settings = [(validate == 'on', False) for validate in validates]
+    if compiled:
+        settings.append((False, True))
     for impl in impls:
         if impl in PEERS:
             factory, module = PEERS[impl]
@@ -234,14 +247,14 @@ def runners_for(impls: Sequence[str], styles: Sequence[str], validates: Sequence
                 if note not in notes:
                     notes.append(note)
             continue
-        for validate in validates:
-            on = validate == 'on'
+        for on, compile_it in settings:
             if impl == 'ours-v3':
-                runners.extend(ours('YOLOv3Loss', case, device, on, style=s) for s in styles)
+                runners.extend(ours('YOLOv3Loss', case, device, on, compile_it, style=s)
+                               for s in styles)
             elif impl == 'ours-v5':
-                runners.append(ours('YOLOv5Loss', case, device, on))
+                runners.append(ours('YOLOv5Loss', case, device, on, compile_it))
             elif impl == 'ours-v8':
-                runners.append(ours('YOLOv8Loss', case, device, on))
+                runners.append(ours('YOLOv8Loss', case, device, on, compile_it))
     return runners
 
 
@@ -440,6 +453,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--v3-styles', nargs='+', choices=V3_STYLES, default=list(V3_STYLES))
     parser.add_argument('--validate', nargs='+', choices=('on', 'off'), default=['on', 'off'],
                         help='validation settings of our losses')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time our losses under torch.compile(fullgraph=True), '
+                             'validation off (the first warm-up call compiles: give '
+                             '--warmup >= 1)')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -451,6 +468,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.quick:
         args.batch_sizes, args.boxes, args.img_size, args.num_classes = [2], [2], 64, 4
         args.repeats, args.warmup = 2, 1
+    if args.compile and args.warmup < 1:
+        parser.error('--compile needs --warmup >= 1 (the first call compiles)')
     if args.img_size % max(STRIDES):
         parser.error(f'--img-size must be a multiple of {max(STRIDES)}')
     return args
@@ -468,7 +487,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Row]:
             case = Case(batch, args.img_size, args.num_classes, boxes)
             inputs = make_inputs(case, device)
             for runner in runners_for(args.impl, args.v3_styles, args.validate, case,
-                                      device, notes):
+                                      device, notes, args.compile):
                 row = measure(runner, inputs, case, device, args.warmup, args.repeats)
                 rows.append(row)
                 print(f'  {case.name}  {row.label}  validate={row.validate}  '

@@ -40,6 +40,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--quick', action='store_true',
                         help='tiny sizes, one timed call each: a smoke run')
     parser.add_argument('--markdown', help='also write the composite table here')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time our composite losses under torch.compile')
     args = parser.parse_args(argv)
 
     composite = ['--validate', 'off']
@@ -52,6 +54,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         elementwise += ['--size', 'tiny', '--warmup', '0', '--repeat', '1']
     if args.markdown:
         composite += ['--markdown', args.markdown]
+    if args.compile:
+        composite += ['--compile']
 
     print('== Composite losses against their peers ==')
     bench_composite_losses.main(composite)

@@ -57,3 +57,17 @@ def test_quick_run_times_ours_and_reports_peers(bench, capsys, tmp_path):
     assert 'implementation' in out and 'torch ' in out
     text = markdown.read_text()
     assert text.count('| B=2 64x64 C=4 boxes/img=2 |') == len(rows)
+
+
+def test_compile_option_adds_compiled_rows_with_validation_off(bench):
+    # Building the runners compiles nothing (that happens on the first call).
+    case = bench.Case(batch=2, img=64, num_classes=4, boxes=2)
+    runners = bench.runners_for(['ours-v5', 'ours-v8'], ['keras'], ['on', 'off'], case,
+                                'cpu', [], compiled=True)
+    assert [(r.label, r.validate) for r in runners] == [
+        ('yolo_losses YOLOv5Loss', 'on'), ('yolo_losses YOLOv5Loss', 'off'),
+        ('yolo_losses YOLOv5Loss torch.compile', 'off'),
+        ('yolo_losses YOLOv8Loss', 'on'), ('yolo_losses YOLOv8Loss', 'off'),
+        ('yolo_losses YOLOv8Loss torch.compile', 'off')]
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--compile', '--warmup', '0'])

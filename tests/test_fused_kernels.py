@@ -1,28 +1,24 @@
 """The fused Triton kernels of the sigmoid losses against the PyTorch path
 (the reference) and against the formulas written out in float64.
 
-Without Triton (the project venv, CI) the kernel tests skip and only the
-switch tests run. With Triton and no GPU the kernels run in Triton's
-interpreter on the CPU (``TRITON_INTERPRET=1``, set here before the kernels
-are first imported: ``triton.jit`` reads it at decoration time); with a GPU
-they run compiled on CUDA, plus a CUDA-graph and a no-sync test.
+Without Triton (``pip install triton``; ``make test`` installs it) the
+kernel tests skip and only the switch tests run. With Triton and no GPU the
+kernels run in Triton's interpreter on the CPU (``TRITON_INTERPRET=1``, set
+by ``conftest.py`` before triton is first imported: ``triton.jit`` reads it
+at decoration time); with a GPU they run compiled on CUDA, plus a
+CUDA-graph and a no-sync test.
 """
-import importlib.util
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
-# Triton's own library functions (tl.sum, ...) are decorated when triton is
-# imported, so the interpreter must be switched on before that.
-_TRITON_ALREADY_IMPORTED = 'triton' in sys.modules
-if not HAS_CUDA and importlib.util.find_spec('triton') is not None \
-        and not _TRITON_ALREADY_IMPORTED:
-    os.environ.setdefault('TRITON_INTERPRET', '1')
+# conftest.py switches the interpreter on (without CUDA) before triton is
+# first imported; Triton's own library functions (tl.sum, ...) are decorated
+# at that import, so setting it later would not take.
 
 import composite_cases  # noqa: E402
 import yolo_losses.kernels as kernels  # noqa: E402
@@ -34,12 +30,11 @@ from yolo_losses.losses.utils import weight_reduce_loss  # noqa: E402
 from yolo_losses.losses.varifocal_loss import VarifocalLoss  # noqa: E402
 
 DEVICE = torch.device('cuda' if HAS_CUDA else 'cpu')
-KERNELS_RUN = kernels.triton_available() and (HAS_CUDA or (
-    kernels.interpreter_enabled() and not _TRITON_ALREADY_IMPORTED))
+KERNELS_RUN = kernels.triton_available() and (HAS_CUDA or kernels.interpreter_enabled())
 needs_triton = pytest.mark.skipif(
     not KERNELS_RUN,
     reason='needs triton (pip install triton) and CUDA, or TRITON_INTERPRET=1 set '
-           'before triton is first imported')
+           'before triton is first imported (tests/conftest.py does)')
 needs_cuda = pytest.mark.skipif(not (HAS_CUDA and kernels.triton_available()),
                                 reason='needs triton and a CUDA GPU')
 
@@ -347,6 +342,10 @@ def test_resolve_fused_rules(monkeypatch):
     assert not kernels.resolve_fused(None, 'L', cuda, 'float64')      # unsupported: fall back
     assert not kernels.resolve_fused(None, 'L', cpu, None)            # CPU: PyTorch
     assert not kernels.resolve_fused(False, 'L', cuda, None)
+    with monkeypatch.context() as tracing:                           # torch.compile's own
+        tracing.setattr(torch.compiler, 'is_compiling', lambda: True)
+        assert not kernels.resolve_fused(None, 'L', cuda, None)
+        assert kernels.resolve_fused(True, 'L', cuda, None)
     with kernels.fused(False):                                       # the global switch
         assert not kernels.resolve_fused(None, 'L', cuda, None)
         assert kernels.resolve_fused(True, 'L', cuda, None)           # explicit wins

@@ -47,7 +47,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..ops.boxes import cxcywh_to_xyxy, wh_iou
+from ..ops.boxes import cxcywh_to_xyxy, pairwise_box_iou, wh_iou
 from ..registry import TASK_UTILS
 
 #: Defaults of each style: (match, ignore, ignore_thresh).
@@ -344,29 +344,36 @@ class YOLOv3Assigner:
         batch = pred_boxes.shape[0]
         grid_shape = pred_boxes.shape[1:4]
         dtype = pred_boxes.dtype
-        # Contiguous [B, P, 1] planes of the predictions, [B, 1, M] of the
-        # truths: each IoU below is an outer operation over points x boxes.
-        pred_x1, pred_y1, pred_x2, pred_y2 = (
-            plane.contiguous().unsqueeze(-1)
-            for plane in cxcywh_to_xyxy(pred_boxes.reshape(batch, -1, 4)).unbind(-1))
+        pred_xyxy = cxcywh_to_xyxy(pred_boxes.reshape(batch, -1, 4))
         truth = cxcywh_to_xyxy(boxes.to(dtype))
         # A box that is no candidate becomes an empty box off the image: its
         # IoU with any prediction is 0 (or NaN for an empty prediction), which
         # ignores nothing beyond what 0 does (see ``ignored`` below).
         truth = torch.where(candidates[..., None], truth, torch.full_like(truth, -4.0))
+        # The references take the max IoU over the boxes, 0 when there is
+        # none or it is NaN (a degenerate prediction). "max >= thresh" is
+        # "0 >= thresh, or some IoU >= thresh" (NaN compares False).
+        ignored = ignored_at(pred_xyxy.new_zeros(()), self.ignore_thresh)
+        if torch.compiler.is_compiling():
+            # One [B, P, M] expression, which the compiler fuses into one
+            # kernel; the eager loop's out= writes into buffer slices would
+            # break the graph.
+            iou = pairwise_box_iou(pred_xyxy, truth, eps=0.0)
+            hits = ignored_at(iou, self.ignore_thresh).any(dim=-1)
+            return (hits | ignored).view(batch, *grid_shape)
+        # Contiguous [B, P, 1] planes of the predictions, [B, 1, M] of the
+        # truths: each IoU below is an outer operation over points x boxes.
+        pred_x1, pred_y1, pred_x2, pred_y2 = (
+            plane.contiguous().unsqueeze(-1) for plane in pred_xyxy.unbind(-1))
         truth_x1, truth_y1, truth_x2, truth_y2 = truth.unsqueeze(1).unbind(-1)
         pred_area = ((pred_x2 - pred_x1).clamp(min=0)
                      * (pred_y2 - pred_y1).clamp(min=0))
         truth_area = ((truth_x2 - truth_x1).clamp(min=0)
                       * (truth_y2 - truth_y1).clamp(min=0))
 
-        # The references take the max IoU over the boxes, 0 when there is
-        # none or it is NaN (a degenerate prediction). "max >= thresh" is
-        # "0 >= thresh, or some IoU >= thresh" (NaN compares False), so the
-        # IoU is taken a block of points x a chunk of boxes at a time and
+        # The IoU is taken a block of points x a chunk of boxes at a time and
         # OR-ed: same result in any order, memory bounded by the block.
         num_points, num_boxes = pred_x1.shape[1], boxes.shape[1]
-        ignored = ignored_at(pred_x1.new_zeros(()), self.ignore_thresh)
         ignored = ignored.expand(batch, num_points).clone()
         if pred_boxes.device.type == 'cpu':
             # One box per step over cache-sized blocks of points.

@@ -17,7 +17,9 @@ Which path runs:
   ``RuntimeError``.
 - ``fused=None`` (default): the kernel when the inputs are on CUDA, Triton
   imports, the call is supported and the global switch is on; PyTorch
-  otherwise.
+  otherwise, and always while ``torch.compile`` traces the loss: the
+  compiler generates its own fused kernel from the plain PyTorch graph, and
+  our kernels' ``autograd.Function`` would only be an opaque call in it.
 
 The global switch, for the training config: :func:`set_fused` (``False``
 turns the fast path off for every loss built with ``fused=None``), or the
@@ -105,7 +107,7 @@ def resolve_fused(fused: Optional[bool], loss_name: str, device: torch.device,
         return False
     if fused is None:  # the interpreter is for tests: auto never picks it
         return (_global_fused and unsupported is None and device.type == 'cuda'
-                and triton_available())
+                and not torch.compiler.is_compiling() and triton_available())
     runnable = device.type == 'cuda' or interpreter_enabled()
     if unsupported is not None:
         raise ValueError(f'{loss_name}(fused=True) cannot run this call on the fused '
