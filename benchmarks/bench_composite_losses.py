@@ -11,7 +11,9 @@ Side by side in one run, on the same inputs:
   requirements: see ``benchmarks/README.md`` for a separate venv.
 
 Columns: case, implementation, validate, ms (median of ``--repeats`` calls
-after ``--warmup``), ratio to the peer of the same family, host syncs per
+after ``--warmup``), ratio to the peer of the same family, ATen operators
+per call (forward + backward, views and allocations left out: a
+device-independent count of kernel launches), host syncs per
 call (CUDA: warnings of ``torch.cuda.set_sync_debug_mode('warn')`` during
 one call; CPU: n/a), peak memory of one call (CUDA:
 ``torch.cuda.max_memory_allocated`` above what was allocated before the
@@ -42,6 +44,7 @@ from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 if __package__ in (None, ''):
     # Run as a script from a checkout: make the package importable.
@@ -121,6 +124,7 @@ class Runner:
     # Returns the leaves (whose .grad is reset) and a closure running one
     # forward, giving the named components (not summed).
     setup: Callable[[Inputs], Tuple[List[torch.Tensor], Callable[[], Dict[str, torch.Tensor]]]]
+    compiled: bool = False      # under torch.compile: its kernels are not ATen calls
 
 
 def ours(loss_type: str, case: Case, device, validate: bool, compiled: bool = False,
@@ -142,7 +146,7 @@ def ours(loss_type: str, case: Case, device, validate: bool, compiled: bool = Fa
     style = f'[{extra["style"]}]' if 'style' in extra else ''
     family = {'YOLOv3Loss': 'v3', 'YOLOv5Loss': 'v5', 'YOLOv8Loss': 'v8'}[loss_type]
     return Runner(f'yolo_losses {loss_type}{style}{" torch.compile" if compiled else ""}',
-                  family, 'on' if validate else 'off', setup)
+                  family, 'on' if validate else 'off', setup, compiled)
 
 
 class _FakeUltralyticsModel:
@@ -290,6 +294,7 @@ class Row:
     validate: str
     ms: Optional[float] = None
     syncs: str = 'n/a'
+    ops: str = ''
     peak_mib: str = 'n/a'
     ratio: str = ''
     agrees: str = ''
@@ -307,6 +312,28 @@ def _step(preds: List[torch.Tensor], call) -> Dict[str, torch.Tensor]:
         total = sum(parts.values())
     total.sum().backward()
     return parts
+
+
+# ATen operators that allocate or re-label memory without a kernel launch.
+_NO_KERNEL_OPS = frozenset({'empty', 'empty_strided', 'empty_like', 'detach', 'alias',
+                            'lift_fresh', 'set_', 'resize_', '_local_scalar_dense'})
+
+
+class OperatorCount(TorchDispatchMode):
+    """Counts the ATen operators that run (forward and backward) except
+    views and allocations: each is at least one kernel launch on a GPU, so
+    the count is a device-independent measure of launch overhead. Triton
+    kernels launched from Python (our fused path) are not ATen operators and
+    are not counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL_OPS:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def measure(runner: Runner, inputs: Inputs, case: Case, device: torch.device,
@@ -330,7 +357,13 @@ def measure(runner: Runner, inputs: Inputs, case: Case, device: torch.device,
         row.ms = statistics.median(times)
         row.components = {k: float(v.detach()) for k, v in parts.items()}
 
-        # One more call for syncs and memory, apart from the timed ones.
+        # More calls for operators, syncs and memory, apart from the timed ones.
+        if runner.compiled:
+            row.ops = 'n/a'
+        else:
+            with OperatorCount() as counter:
+                _step(preds, call)
+            row.ops = str(counter.count)
         if cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -386,13 +419,14 @@ def compare_with_peers(rows: List[Row]) -> None:
 # Report
 # ----------------------------------------------------------------------------
 
-COLUMNS = ('case', 'implementation', 'validate', 'ms', 'x peer', 'syncs/call',
+COLUMNS = ('case', 'implementation', 'validate', 'ms', 'x peer', 'ops/call', 'syncs/call',
            'peak MiB', 'rel. diff')
 
 
 def _cells(row: Row) -> List[str]:
     ms = f'{row.ms:.2f}' if row.ms is not None else 'failed'
-    cells = [row.case, row.label, row.validate, ms, row.ratio, row.syncs, row.peak_mib,
+    cells = [row.case, row.label, row.validate, ms, row.ratio, row.ops, row.syncs,
+             row.peak_mib,
              row.agrees]
     if row.error:
         cells[-1] = row.error
@@ -500,6 +534,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Row]:
         'components.' % (args.repeats, args.warmup),
         'x peer: time over the peer of the same family (v5: yolov5 ComputeLoss, '
         'v8: ultralytics v8DetectionLoss).',
+        'ops/call: ATen operators run by one forward + backward, views and '
+        'allocations left out; each is at least one kernel launch on a GPU (our '
+        'fused Triton kernels are not counted). Same on every device but for code '
+        'paths chosen by device.',
         'syncs/call: CUDA sync-debug warnings in one call; n/a on CPU.',
         'peak MiB: ' + ('torch.cuda.max_memory_allocated above the memory allocated '
                         'before the call.' if device.type == 'cuda' else
