@@ -485,6 +485,11 @@ def test_bad_constructor_arguments():
                    autobalance=True)
     with pytest.raises(KeyError, match='CIoULos'):
         YOLOv5Loss(num_classes=2, loss_bbox=dict(type='CIoULos'))
+    # Box and class terms are means over each level's matches.
+    with pytest.raises(ValueError, match="loss_bbox must have reduction 'mean'.*'sum'"):
+        YOLOv5Loss(num_classes=2, loss_bbox=dict(type='CIoULoss', reduction='sum'))
+    with pytest.raises(ValueError, match="loss_cls must have reduction 'mean'.*'none'"):
+        YOLOv5Loss(num_classes=2, loss_cls=dict(type='FocalLoss', reduction='none'))
 
 
 def test_default_obj_level_weights_follow_yolov5():

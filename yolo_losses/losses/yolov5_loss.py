@@ -111,15 +111,21 @@ class YOLOv5Loss(CompositeLoss):
             stride (default: yolov5's P3-P5 anchors).
         strides: stride of each level in pixels.
         loss_cls: config of the class loss (sigmoid BCE by default; a
-            ``FocalLoss`` config gives yolov5's ``fl_gamma``), called with
-            ``[K, C]`` logits and float targets, a ``[K, C]`` weight mask and
-            ``avg_factor`` = matches x C.
-        loss_obj: config of the objectness loss, called with ``[N, 1]``
-            logits and float targets, mean over all cells of the level.
-        loss_bbox: config of the box loss, called with ``[K, 4]`` xyxy boxes
-            (grid units), a ``[K]`` weight mask and ``avg_factor`` = matches.
-            Its ``iou(pred, target)`` method (detached, clamped at 0) gives
-            the objectness target.
+            ``FocalLoss`` config gives yolov5's ``fl_gamma``), reduction
+            ``'mean'``. Called once for all levels with ``[K, C]`` logits
+            and float targets, ``reduction_override='sum'`` and a ``[K, C]``
+            weight of ``1 / (matches x C + eps)`` of the slot's level (0 for
+            an empty slot): each level's mean over its matches, as
+            ``avg_factor`` would give it per level.
+        loss_obj: config of the objectness loss, called per level with
+            ``[N, 1]`` logits and float targets, mean over all cells of the
+            level.
+        loss_bbox: config of the box loss, reduction ``'mean'``. Called once
+            for all levels with ``[K, 4]`` xyxy boxes (grid units),
+            ``reduction_override='sum'`` and a ``[K]`` weight of
+            ``1 / (matches + eps)`` of the slot's level. Its
+            ``iou(pred, target)`` method (detached, clamped at 0) gives the
+            objectness target.
         assigner: config of the assigner (``YOLOv5Assigner``).
         obj_level_weights: objectness weight of each level (yolov5's
             ``balance``); default: (4.0, 1.0, 0.4) for 3 levels, else the
@@ -207,6 +213,11 @@ class YOLOv5Loss(CompositeLoss):
         self.loss_obj = build_part(_with_pos_weight(loss_obj, float(obj_pw), 'loss_obj'),
                                    'loss_obj')
         self.loss_bbox = build_part(loss_bbox, 'loss_bbox')
+        for name in ('loss_bbox', 'loss_cls'):
+            reduction = getattr(getattr(self, name), 'reduction', 'mean')
+            if reduction != 'mean':
+                raise ValueError(f"{name} must have reduction 'mean' (the loss averages "
+                                 f"each level over its matches, as yolov5), got {reduction!r}")
         self.assigner = TASK_UTILS.build(assigner)
         if not callable(getattr(self.loss_bbox, 'iou', None)):
             raise TypeError(f'loss_bbox ({type(self.loss_bbox).__name__}) needs an '
@@ -259,22 +270,18 @@ class YOLOv5Loss(CompositeLoss):
             is_label = padded.labels[..., None] == class_ids         # [B, M, C]
             cls_target = is_label.to(dtype) * (positive - negative) + negative
 
-        loss_box = torch.zeros((), dtype=dtype, device=device)
-        loss_obj = torch.zeros((), dtype=dtype, device=device)
-        loss_cls = torch.zeros((), dtype=dtype, device=device)
-        level_obj: List[Tensor] = []
+        # Pass 1, per level: assign, read the objectness plane and the
+        # candidate slots, decode the slots' boxes.
+        image = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
+        slot_anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
+        levels = []
         for level, pred in enumerate(preds):
             height, width = pred.shape[-2:]
             anchors = (self.anchors[level] / self.strides[level]).to(dtype)   # grid units
             assigned = self.assigner.assign(padded.boxes, padded.mask, anchors,
                                             (height, width))
             valid = assigned.valid                                   # [B, M, A, 5]
-            weight = valid.to(dtype)
-            num_matches = weight.sum()
-
-            # The objectness plane and the candidate slots, read as one op.
             cell = assigned.cell_y * width + assigned.cell_x
-            slot_anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
             obj_logits, picked = gather_objectness_and_slots(
                 pred, num_anchors, slot_anchor.expand_as(cell).reshape(batch_size, -1),
                 cell.reshape(batch_size, -1))
@@ -282,42 +289,70 @@ class YOLOv5Loss(CompositeLoss):
             # split, not slices: its backward is one concatenation instead
             # of a zero-filled [B, M, A, 5, 5+C] gradient per slice
             box_raw, _, cls_raw = picked.split((4, 1, num_classes), dim=-1)
+            levels.append(dict(
+                valid=valid, cell=cell, obj_logits=obj_logits, cls_raw=cls_raw,
+                weight=valid.to(dtype),
+                pred_boxes=decode_yolov5_boxes(box_raw, anchors[:, None, :]),
+                target_boxes=torch.where(valid[..., None], assigned.target_boxes.to(dtype),
+                                         _PLACEHOLDER_BOX_VALUE)))
 
-            pred_boxes = decode_yolov5_boxes(box_raw, anchors[:, None, :])
-            target_boxes = torch.where(valid[..., None], assigned.target_boxes.to(dtype),
-                                       _PLACEHOLDER_BOX_VALUE)
-            pred_xyxy = cxcywh_to_xyxy(pred_boxes).reshape(-1, 4)
-            target_xyxy = cxcywh_to_xyxy(target_boxes).reshape(-1, 4)
-            loss_box = loss_box + self.loss_bbox(
-                pred_xyxy, target_xyxy, weight=weight.reshape(-1), avg_factor=num_matches)
+        # The box and class terms of all levels in one call each (a third of
+        # the kernel launches): yolov5 averages each level over its own
+        # matches, so every slot is weighted by 1 / (its level's matches),
+        # mmdet's avg_factor division moved inside the sum.
+        avg_eps = torch.finfo(torch.float32).eps
+        num_matches = [part['weight'].sum() for part in levels]
+        box_scale = torch.cat([(part['weight'] / (count + avg_eps)).reshape(-1)
+                               for part, count in zip(levels, num_matches)])
+        pred_xyxy = cxcywh_to_xyxy(torch.cat(
+            [part['pred_boxes'].reshape(-1, 4) for part in levels]))
+        target_xyxy = cxcywh_to_xyxy(torch.cat(
+            [part['target_boxes'].reshape(-1, 4) for part in levels]))
+        loss_box = self.loss_bbox(pred_xyxy, target_xyxy, weight=box_scale,
+                                  reduction_override='sum')
+        with torch.no_grad():
+            iou = self.loss_bbox.iou(pred_xyxy.detach(), target_xyxy).to(dtype).clamp(min=0)
+        level_iou = iou.split([part['valid'].numel() for part in levels])
 
+        if self.uses_cls_loss:
+            cls_logits = torch.cat([part['cls_raw'].reshape(-1, num_classes)
+                                    for part in levels])
+            cls_targets = torch.cat([
+                cls_target[:, :, None, None, :].expand(
+                    *part['valid'].shape, num_classes).reshape(-1, num_classes)
+                for part in levels])
+            cls_scale = torch.cat([
+                (part['weight'] / (count * num_classes + avg_eps)).reshape(-1, 1)
+                for part, count in zip(levels, num_matches)])
+            loss_cls = self.loss_cls(cls_logits, cls_targets,
+                                     weight=cls_scale.expand(-1, num_classes),
+                                     reduction_override='sum')
+        else:
+            loss_cls = torch.zeros((), dtype=dtype, device=device)
+
+        # Pass 2, per level: objectness (each level has its own plane, mean
+        # and balance weight, and autobalance needs each level's value).
+        loss_obj = torch.zeros((), dtype=dtype, device=device)
+        level_obj: List[Tensor] = []
+        for level, (part, pred) in enumerate(zip(levels, preds)):
+            height, width = pred.shape[-2:]
+            valid = part['valid']
             with torch.no_grad():
-                iou = self.loss_bbox.iou(pred_xyxy.detach(), target_xyxy)
-                iou = iou.to(dtype).reshape(valid.shape).clamp(min=0)
+                iou = level_iou[level].reshape(valid.shape)
                 obj_value = torch.where(valid, (1.0 - self.gr) + self.gr * iou,
                                         torch.zeros_like(iou))
-                image = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
-                obj_index = (image * num_anchors + slot_anchor) * (height * width) + cell
+                obj_index = (image * num_anchors + slot_anchor) * (height * width) \
+                    + part['cell']
                 # Every value is >= 0, so zeros absorb the non-matches and
                 # a cell hit twice keeps its largest target.
                 obj_target = torch.zeros(batch_size * num_anchors * height * width,
                                          dtype=dtype, device=device)
                 obj_target.scatter_reduce_(0, obj_index.reshape(-1),
                                            obj_value.reshape(-1), 'amax')
-            obj_level = self.loss_obj(obj_logits.reshape(-1, 1).to(dtype),
+            obj_level = self.loss_obj(part['obj_logits'].reshape(-1, 1).to(dtype),
                                       obj_target.view(-1, 1))
             level_obj.append(obj_level)
             loss_obj = loss_obj + obj_level * balance[level]
-
-            if self.uses_cls_loss:
-                cls_logits = cls_raw.reshape(-1, num_classes)
-                level_target = cls_target[:, :, None, None, :].expand(
-                    *valid.shape, num_classes).reshape(-1, num_classes)
-                cls_weight = weight[..., None].expand(
-                    *valid.shape, num_classes).reshape(-1, num_classes)
-                loss_cls = loss_cls + self.loss_cls(
-                    cls_logits, level_target, weight=cls_weight,
-                    avg_factor=num_matches * num_classes)
 
         return dict(loss_box=loss_box, loss_obj=loss_obj, loss_cls=loss_cls), level_obj
 
