@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import yolo_losses
+from composite_cases import CASES  # (type, extra config) of every composite loss and style
 from yolo_losses import build_loss
 
 NUM_CLASSES = 3
@@ -51,14 +52,6 @@ NUM_ANCHORS = 3
 REG_MAX = 16
 MAX_BOXES = 4
 
-# (type, extra config) of every composite loss and YOLOv3 style.
-CASES = {
-    'yolov3_keras': ('YOLOv3Loss', dict(style='keras')),
-    'yolov3_darknet': ('YOLOv3Loss', dict(style='darknet')),
-    'yolov3_pytorch': ('YOLOv3Loss', dict(style='pytorch_yolov3')),
-    'yolov5': ('YOLOv5Loss', {}),
-    'yolov8': ('YOLOv8Loss', {}),
-}
 KEYS = {
     'YOLOv3Loss': {'loss_xy', 'loss_wh', 'loss_obj', 'loss_cls'},
     'YOLOv5Loss': {'loss_box', 'loss_obj', 'loss_cls'},
