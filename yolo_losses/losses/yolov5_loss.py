@@ -296,10 +296,10 @@ class YOLOv5Loss(CompositeLoss):
                 target_boxes=torch.where(valid[..., None], assigned.target_boxes.to(dtype),
                                          _PLACEHOLDER_BOX_VALUE)))
 
-        # The box and class terms of all levels in one call each (a third of
-        # the kernel launches): yolov5 averages each level over its own
-        # matches, so every slot is weighted by 1 / (its level's matches),
-        # mmdet's avg_factor division moved inside the sum.
+        # The box and class terms of all levels in one call each instead of
+        # one per level (fewer kernel launches). yolov5 averages each level
+        # over its own matches, so every slot is weighted by 1 / (its level's
+        # matches): mmdet's avg_factor division moved inside the sum.
         avg_eps = torch.finfo(torch.float32).eps
         num_matches = [part['weight'].sum() for part in levels]
         box_scale = torch.cat([(part['weight'] / (count + avg_eps)).reshape(-1)
