@@ -43,6 +43,38 @@ def build(case: str, **parts):
                            **extra, **parts))
 
 
+def random_preds(loss_type: str, rng: np.random.Generator, batch: int, img: int,
+                 num_classes: int, scale: float = 1.0, device='cpu') -> List[torch.Tensor]:
+    """Normal raw head outputs, one float32 leaf ``[B, ch, H, W]`` per level
+    (strides 8, 16, 32), in the contract's layout of ``loss_type``."""
+    if loss_type == 'YOLOv8Loss':
+        channels = 4 * REG_MAX + num_classes
+    else:
+        channels = NUM_ANCHORS * (5 + num_classes)
+    preds = []
+    for stride in STRIDES:
+        cells = img // stride
+        values = rng.normal(0.0, scale, (batch, channels, cells, cells)).astype(np.float32)
+        preds.append(torch.from_numpy(values).to(device).requires_grad_())
+    return preds
+
+
+def random_targets(rng: np.random.Generator, boxes_per_image: Sequence[int],
+                   num_classes: int, sizes: Tuple[float, float]) -> torch.Tensor:
+    """``[N, 6]`` (batch_index, class_id, cx, cy, w, h), normalised, inside
+    the image, widths and heights uniform in ``sizes``, rows shuffled."""
+    rows = []
+    for image, count in enumerate(boxes_per_image):
+        for _ in range(count):
+            w, h = rng.uniform(*sizes, 2)
+            cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
+            rows.append((image, rng.integers(num_classes), cx, cy, w, h))
+    if not rows:
+        return torch.zeros(0, 6)
+    table = np.asarray(rows, dtype=np.float32)[rng.permutation(len(rows))]
+    return torch.from_numpy(table)
+
+
 def make_inputs(case: str, seed: int, device) -> Tuple[List[torch.Tensor], torch.Tensor]:
     """Leaf predictions ``[B, ch, H, W]`` per level and ``[N, 6]`` targets.
 
@@ -50,23 +82,9 @@ def make_inputs(case: str, seed: int, device) -> Tuple[List[torch.Tensor], torch
     seed can be copied into the static tensors of another.
     """
     rng = np.random.default_rng(seed)
-    if CASES[case][0] == 'YOLOv8Loss':
-        channels = 4 * REG_MAX + NUM_CLASSES
-    else:
-        channels = NUM_ANCHORS * (5 + NUM_CLASSES)
-    preds = []
-    for stride in STRIDES:
-        cells = IMG // stride
-        values = rng.normal(0.0, 1.0, (BATCH, channels, cells, cells)).astype(np.float32)
-        preds.append(torch.from_numpy(values).to(device).requires_grad_())
-    rows = []
-    for image, count in enumerate(BOXES_PER_IMAGE):
-        for _ in range(count):
-            w, h = rng.uniform(0.03, 0.8, 2)
-            cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
-            rows.append((image, rng.integers(NUM_CLASSES), cx, cy, w, h))
-    table = np.asarray(rows, dtype=np.float32)[rng.permutation(len(rows))]
-    return preds, torch.from_numpy(table).to(device)
+    preds = random_preds(CASES[case][0], rng, BATCH, IMG, NUM_CLASSES, device=device)
+    targets = random_targets(rng, BOXES_PER_IMAGE, NUM_CLASSES, sizes=(0.03, 0.8))
+    return preds, targets.to(device)
 
 
 def step(loss, preds: Sequence[torch.Tensor],

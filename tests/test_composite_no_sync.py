@@ -41,13 +41,12 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import yolo_losses
-from composite_cases import CASES  # (type, extra config) of every composite loss and style
+from composite_cases import CASES, random_preds, random_targets
 from yolo_losses import build_loss
 
 NUM_CLASSES = 3
 BATCH = 2
 IMG = 64                       # 64 x 64 input: grids 8, 4, 2
-STRIDES = (8, 16, 32)
 NUM_ANCHORS = 3
 REG_MAX = 16
 MAX_BOXES = 4
@@ -204,30 +203,12 @@ _MISSING = object()
 def make_preds(loss_type: str, rng: np.random.Generator, batch: int = BATCH,
                scale: float = 1.0) -> List[torch.Tensor]:
     """Raw head outputs, one leaf per level, in the contract's layout."""
-    if loss_type == 'YOLOv8Loss':
-        channels = 4 * REG_MAX + NUM_CLASSES
-    else:
-        channels = NUM_ANCHORS * (5 + NUM_CLASSES)
-    preds = []
-    for stride in STRIDES:
-        cells = IMG // stride
-        values = rng.normal(0.0, scale, (batch, channels, cells, cells))
-        preds.append(torch.from_numpy(values.astype(np.float32)).requires_grad_())
-    return preds
+    return random_preds(loss_type, rng, batch, IMG, NUM_CLASSES, scale)
 
 
 def make_targets(rng: np.random.Generator, boxes_per_image: List[int]) -> torch.Tensor:
     """``[N, 6]`` (batch_index, class_id, cx, cy, w, h), normalised, shuffled."""
-    rows = []
-    for image, count in enumerate(boxes_per_image):
-        for _ in range(count):
-            w, h = rng.uniform(0.05, 0.7, 2)
-            cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
-            rows.append((image, rng.integers(NUM_CLASSES), cx, cy, w, h))
-    if not rows:
-        return torch.zeros(0, 6)
-    table = np.asarray(rows, dtype=np.float32)[rng.permutation(len(rows))]
-    return torch.from_numpy(table)
+    return random_targets(rng, boxes_per_image, NUM_CLASSES, sizes=(0.05, 0.7))
 
 
 TARGET_KINDS = {
