@@ -23,7 +23,7 @@ train: setup
 	$(PY) tools/train.py $(TRAIN_CONFIG)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_basic_losses.py
