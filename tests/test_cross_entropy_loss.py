@@ -294,8 +294,10 @@ def test_empty_inputs_give_zero():
         for reduction in ('none', 'mean', 'sum'):
             leaf = pred.clone().requires_grad_(True)
             got = loss(leaf, target, reduction_override=reduction)
-            assert got.item() == 0.0 and got.requires_grad
-            got.backward()
+            assert got.sum().item() == 0.0 and got.requires_grad
+            assert got.shape == (() if reduction != 'none' else
+                                 (0,) if not loss.use_sigmoid else (0, 4))
+            got.sum().backward()
         assert loss(pred, target, torch.zeros(target.shape), avg_factor=0.0).item() == 0.0
     got = CrossEntropyLoss(use_mask=True)(torch.zeros(0, 3, 4, 4), torch.zeros(0, 4, 4),
                                           torch.zeros(0, dtype=torch.long))

@@ -318,7 +318,9 @@ def test_empty_input(name):
         fused, plain = fused_and_plain(name, pred, torch.zeros(0, 5, device=DEVICE),
                                        avg_factor=avg_factor, reduction_override=reduction)
         assert_same(fused, plain)
-        assert fused[0].item() == 0.0 and fused[1].shape == (0, 5)
+        assert fused[0].sum().item() == 0.0 and fused[1].shape == (0, 5)
+        if reduction == 'none':  # the element-wise shape, as PyTorch's
+            assert fused[0].shape == ((0,) if name == 'quality_focal' else (0, 5))
 
 
 # --- dispatch and switches (no Triton needed) -------------------------------------

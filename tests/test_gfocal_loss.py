@@ -294,9 +294,11 @@ def test_empty_inputs_give_a_graph_connected_zero():
         for loss in (QualityFocalLoss(), QualityFocalLoss(activated=True)):
             for target in ((labels, score), torch.zeros(0, 4)):
                 value = loss(pred, target, reduction_override=reduction)
-                assert value.shape == () and value.item() == 0.0
+                assert value.shape == (() if reduction != 'none' else (0,))
+                assert value.sum().item() == 0.0
         value = DistributionFocalLoss()(pred, score, reduction_override=reduction)
-        assert value.shape == () and value.item() == 0.0
+        assert value.shape == (() if reduction != 'none' else (0,))
+        assert value.sum().item() == 0.0
     total = (QualityFocalLoss()(pred, (labels, score), torch.zeros(0), avg_factor=0.0)
              + DistributionFocalLoss()(pred, score, torch.zeros(0), avg_factor=0.0))
     assert total.item() == 0.0

@@ -57,12 +57,14 @@ def test_zero_weight_and_empty_inputs():
     assert out.item() == 0.0
     (grad,) = torch.autograd.grad(out, pred)
     assert not grad.any()
-    # empty: a scalar 0 on pred's graph (mmdet's mse_loss gives NaN for 'mean')
+    # empty: 0 for 'mean' (mmdet's mse_loss gives NaN) and 'sum', the empty
+    # element-wise loss for 'none'; on pred's graph
     for reduction in ('none', 'mean', 'sum'):
         empty = torch.zeros(0, 3, requires_grad=True)
         got = MSELoss(reduction=reduction)(empty, torch.zeros(0, 3), torch.zeros(0, 3))
-        assert got.shape == () and got.item() == 0.0 and got.requires_grad
-        got.backward()
+        assert got.shape == (() if reduction != 'none' else (0, 3))
+        assert got.sum().item() == 0.0 and got.requires_grad
+        got.sum().backward()
 
 
 def test_gradcheck_float64():

@@ -114,8 +114,9 @@ def test_empty_inputs_give_graph_connected_zero():
         for reduction in ('none', 'mean', 'sum'):
             pred = torch.zeros(0, 4, requires_grad=True)
             out = cls(reduction=reduction)(pred, torch.zeros(0, 4), torch.zeros(0, 4))
-            assert out.shape == () and out.item() == 0.0 and out.requires_grad
-            out.backward()
+            assert out.shape == (() if reduction != 'none' else (0, 4))
+            assert out.sum().item() == 0.0 and out.requires_grad
+            out.sum().backward()
             assert pred.grad.shape == (0, 4)
         out = cls()(torch.zeros(0, 4), torch.zeros(0, 4), avg_factor=0.0)
         assert out.item() == 0.0

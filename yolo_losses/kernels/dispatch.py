@@ -22,8 +22,9 @@ does), and ``avg_factor`` / ``'sum'`` go through
 :func:`yolo_losses.losses.utils.weight_reduce_loss` on that sum (the sum of
 a 0-d tensor is itself, so its ``loss.sum() / (avg_factor + eps)`` and its
 errors are unchanged). ``'none'`` returns the weighted element-wise loss.
-An empty ``pred`` returns what the PyTorch path returns (a 0-d zero on the
-graph) without a launch.
+An empty ``pred`` returns what the PyTorch path returns (``'none'``: an
+empty tensor of the element-wise shape on the graph; ``'mean'``/``'sum'``: a
+0-d zero) without a launch.
 """
 from __future__ import annotations
 
@@ -77,9 +78,12 @@ def _reduced(pred: Tensor, target: Tensor, spec, *, labels: bool, weight: Option
 
     check_reduction(reduction)
     if pred.numel() == 0:
-        # the PyTorch path's element-wise loss of an empty input: a 0-d zero
-        zero = to_float32(pred).sum() * 0
-        return weight_reduce_loss(zero, None, reduction, avg_factor)
+        # the PyTorch path's element-wise loss of an empty input: an empty
+        # tensor of the element-wise shape, on pred's graph
+        empty = to_float32(pred) * 0
+        if sum_classes:
+            empty = empty.sum(dim=1)
+        return weight_reduce_loss(empty, None, reduction, avg_factor)
     if reduction == 'none':
         loss = fused_elementwise_loss(pred, target, spec, labels=labels, weight=weight,
                                       pos_weight=pos_weight)

@@ -23,8 +23,9 @@ softmax: PyTorch's ``F.cross_entropy(label_smoothing=eps)``).
 Nothing here synchronises with the device unless validation is on: one-hot
 rows come from ``F.one_hot`` of clamped ids times a validity mask (no
 ``nonzero``), and ``avg_non_ignore`` counts with a tensor where mmdet calls
-``.item()``. An empty input gives a scalar 0 connected to ``pred``'s graph
-(mmdet gives NaN for ``'mean'`` of nothing).
+``.item()``. An empty input gives an empty element-wise loss on ``pred``'s
+graph with ``'none'`` and 0 with ``'mean'`` (mmdet gives NaN for ``'mean'``
+of nothing).
 """
 from __future__ import annotations
 
@@ -238,8 +239,6 @@ def _softmax_cross_entropy(pred: Tensor, label: Tensor, class_weight: Optional[T
                            ignore_index: int = DEFAULT_IGNORE_INDEX,
                            label_smoothing: float = 0.0) -> Tensor:
     """``-log softmax(pred)[label]`` per sample ``[N, *]`` (in nats)."""
-    if pred.numel() == 0:
-        return pred.sum() * 0
     return F.cross_entropy(pred, label, weight=class_weight, reduction='none',
                            ignore_index=ignore_index, label_smoothing=label_smoothing)
 
@@ -251,8 +250,6 @@ def _binary_cross_entropy_with_logits(pred: Tensor, target: Tensor,
     """``-(p * t * log s(x) + (1 - t) * log(1 - s(x)))`` per element (nats),
     ``p`` the positive-class weight; 0 where the bool mask ``keep`` is False
     (a finite target gives a finite loss there, and its gradient is 0)."""
-    if pred.numel() == 0:
-        return pred.sum() * 0
     loss = F.binary_cross_entropy_with_logits(pred, target, pos_weight=pos_weight,
                                               reduction='none')
     if keep is not None:
@@ -277,8 +274,6 @@ def _softmax_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
             avg_factor = (label != ignore_index).sum()
     if weight is not None:
         weight = weight.to(dtype)
-    if pred.numel() == 0:
-        weight = None  # the element-wise loss is then a scalar 0
     return _softmax_cross_entropy(pred, label, weight, reduction=reduction,
                                   avg_factor=avg_factor, class_weight=class_weight,
                                   ignore_index=ignore_index, label_smoothing=label_smoothing)
@@ -318,8 +313,6 @@ def _sigmoid_loss(pred: Tensor, label: Tensor, weight: Optional[Tensor], reducti
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if avg_factor is None and avg_non_ignore and reduction == 'mean':
         avg_factor = valid.sum() * (pred.shape[-1] if class_ids else 1)
-    if pred.numel() == 0:
-        element_weight = keep = None  # the element-wise loss is then a scalar 0
     return _binary_cross_entropy_with_logits(pred, target, element_weight, reduction=reduction,
                                              avg_factor=avg_factor, pos_weight=pos_weight,
                                              keep=keep)
@@ -333,8 +326,6 @@ def _mask_loss(pred: Tensor, target: Tensor, label: Tensor, reduction: str,
     index = index.expand(pred.shape[:1] + (1,) + pred.shape[2:])
     own_class_logits = pred.gather(1, index).squeeze(1)  # [N, *]
     element_weight = class_weight
-    if own_class_logits.numel() == 0:
-        element_weight = None
     loss = _binary_cross_entropy_with_logits(own_class_logits, target.to(dtype), element_weight,
                                              reduction=reduction, avg_factor=avg_factor)
     # mmdet returns the reduced mask loss with shape (1,)

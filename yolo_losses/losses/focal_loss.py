@@ -66,11 +66,9 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, gamma: float = 2.0,
     is; ``FocalLoss`` also accepts mmdet's per-prior ``[N]`` weights.
 
     Returns:
-        the loss (nats) of ``pred``'s shape before reduction; an empty
-        ``pred`` gives a scalar 0 on its graph (so ``'mean'`` is 0, not NaN).
+        the loss (nats) of ``pred``'s shape before reduction; empty for an
+        empty ``pred`` (``'mean'`` of it is 0, not NaN).
     """
-    if pred.numel() == 0:
-        return pred.sum() * 0
     target = target.to(pred.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(pred.dtype)
@@ -93,10 +91,8 @@ def focal_loss_with_prob(pred: Tensor, target: Tensor, gamma: float = 2.0,
         target: one-hot or soft targets in [0, 1], shape of ``pred``.
         gamma, alpha: as in :func:`sigmoid_focal_loss`.
 
-    Empty ``pred``: a scalar 0 on its graph.
+    Empty ``pred``: an empty loss of its shape.
     """
-    if pred.numel() == 0:
-        return pred.sum() * 0
     target = target.to(pred.dtype)
     bce = F.binary_cross_entropy(pred, target, reduction='none')
     return bce * _focal_modulation(pred, target, gamma, alpha)
@@ -250,8 +246,6 @@ class FocalLoss(BaseLoss):
             return self.loss_weight * fused_path.fused_sigmoid_focal(
                 pred, target, weight, reduction, avg_factor, self.gamma, self.alpha,
                 self.pos_weight, class_ids=is_label)
-        if pred.numel() == 0:
-            weight = None  # the element-wise loss is then a scalar 0
         if is_label:
             # class id C (background) becomes the dropped last column
             target = F.one_hot(target.long(), num_classes + 1)[..., :num_classes]

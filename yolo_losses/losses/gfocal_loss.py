@@ -46,10 +46,8 @@ def _quality_focal_summed(pred: Tensor, soft_target: Tensor, beta: float,
     |y - p| ** beta`` gives exactly those numbers and the same gradient with
     respect to ``pred``, with no indexing (targets are constants: a gradient
     into a tensor target at ``y = 0``, which mmdet cuts, is not mmdet's).
-    An empty ``pred`` gives a scalar 0 on its graph (``'mean'`` is 0, not NaN).
+    An empty ``pred`` gives an empty loss (``'mean'`` of it is 0, not NaN).
     """
-    if pred.numel() == 0:
-        return pred.sum() * 0
     soft_target = soft_target.to(pred.dtype)
     if activated:
         prob = pred
@@ -148,11 +146,9 @@ def distribution_focal_loss(pred: Tensor, label: Tensor) -> Tensor:
     ``n + 1`` there and fail).
 
     Returns:
-        the loss (nats) of ``label``'s shape, before reduction; an empty
-        ``pred`` gives a scalar 0 on its graph (``'mean'`` is 0, not NaN).
+        the loss (nats) of ``label``'s shape, before reduction; empty for an
+        empty ``pred`` (``'mean'`` of it is 0, not NaN).
     """
-    if pred.numel() == 0:
-        return pred.sum() * 0
     if not label.is_floating_point():
         label = label.to(pred.dtype)
     max_bin = pred.shape[-1] - 1
@@ -241,8 +237,6 @@ class QualityFocalLoss(BaseLoss):
                                                               self.activated)):
             return self.loss_weight * fused_path.fused_quality_focal(
                 pred, target, weight, reduction, avg_factor, self.beta)
-        if pred.numel() == 0:
-            weight = None  # the element-wise loss is then a scalar 0
 
         kwargs = dict(reduction=reduction, avg_factor=avg_factor, beta=self.beta)
         if isinstance(target, Tensor):
@@ -337,8 +331,6 @@ class DistributionFocalLoss(BaseLoss):
             max_bin = pred.shape[-1] - 1
             check_range('target', target, 0.0, max_bin, f'distances (bins 0..{max_bin})')
             check_finite('weight', weight)
-        if pred.numel() == 0:
-            weight = None  # the element-wise loss is then a scalar 0
         loss = distribution_focal_loss(
             pred, target, weight, reduction=reduction, avg_factor=avg_factor)
         return self.loss_weight * loss

@@ -1,8 +1,8 @@
 """Mean squared error loss with mmdet 3.3's semantics.
 
 Unlike mmdet's ``mse_loss`` (which gives NaN for ``'mean'`` of an empty
-input), an empty input gives a scalar 0 connected to ``pred``'s graph, as the
-smooth L1 loss does.
+input), ``'mean'`` of an empty input is 0, as the smooth L1 loss does; with
+``'none'`` it is the empty element-wise loss, on ``pred``'s graph.
 """
 from __future__ import annotations
 
@@ -20,10 +20,8 @@ from .utils import weighted_loss
 @weighted_loss
 def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Element-wise ``(pred - target) ** 2`` over ``[*]``-shaped tensors, in
-    squared units of ``pred``. Empty input: a graph-connected scalar 0."""
+    squared units of ``pred``. Empty input: an empty loss."""
     check_same_shape('pred', pred, 'target', target)
-    if target.numel() == 0:
-        return pred.sum() * 0
     return (pred - target).square()
 
 
@@ -54,7 +52,5 @@ class MSELoss(BaseLoss):
         check_no_extra_kwargs(type(self).__name__, kwargs)
         reduction = self.resolve_reduction(reduction_override)
         check_regression_inputs(pred, target, weight, self.validating)
-        if target.numel() == 0:
-            weight = None  # nothing to weight; keeps the scalar 0 a scalar
         return self.loss_weight * mse_loss(
             pred, target, weight, reduction=reduction, avg_factor=avg_factor)

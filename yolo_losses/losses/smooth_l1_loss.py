@@ -63,14 +63,11 @@ def smooth_l1_loss(pred: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
         beta: where the quadratic part turns linear; > 0.
 
     Returns:
-        The element-wise loss ``[*]`` before the decorator's reduction; an
-        empty input gives a scalar 0 that stays connected to ``pred``'s graph
-        (mmdet's convention, so ``'mean'`` of nothing is 0, not NaN).
+        The element-wise loss ``[*]`` before the decorator's reduction; empty
+        for an empty input (``'mean'`` of it is 0, not NaN).
     """
     beta = _check_beta(beta)
     check_same_shape('pred', pred, 'target', target)
-    if target.numel() == 0:
-        return pred.sum() * 0
     diff = (pred - target).abs()
     return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
 
@@ -78,10 +75,8 @@ def smooth_l1_loss(pred: Tensor, target: Tensor, beta: float = 1.0) -> Tensor:
 @weighted_loss
 def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Element-wise ``|pred - target|`` over ``[*]``-shaped tensors, in the
-    units of ``pred``. Empty input: a graph-connected scalar 0 (as mmdet)."""
+    units of ``pred``. Empty input: an empty loss."""
     check_same_shape('pred', pred, 'target', target)
-    if target.numel() == 0:
-        return pred.sum() * 0
     return (pred - target).abs()
 
 
@@ -120,8 +115,6 @@ class SmoothL1Loss(BaseLoss):
         check_no_extra_kwargs(type(self).__name__, kwargs)
         reduction = self.resolve_reduction(reduction_override)
         check_regression_inputs(pred, target, weight, self.validating)
-        if target.numel() == 0:
-            weight = None  # nothing to weight; keeps the scalar 0 a scalar
         return self.loss_weight * smooth_l1_loss(
             pred, target, weight, reduction=reduction, avg_factor=avg_factor,
             beta=self.beta)
@@ -148,7 +141,5 @@ class L1Loss(BaseLoss):
         check_no_extra_kwargs(type(self).__name__, kwargs)
         reduction = self.resolve_reduction(reduction_override)
         check_regression_inputs(pred, target, weight, self.validating)
-        if target.numel() == 0:
-            weight = None
         return self.loss_weight * l1_loss(
             pred, target, weight, reduction=reduction, avg_factor=avg_factor)

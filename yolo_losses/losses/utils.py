@@ -28,7 +28,10 @@ def reduce_loss(loss: Tensor, reduction: str) -> Tensor:
     reduce over every element.
 
     The mean of an empty loss is 0 (mmdet's is NaN): empty targets are normal
-    input. ``numel`` is shape metadata, so this costs no host sync.
+    input. ``'none'`` of an empty loss is that empty loss, of the element-wise
+    shape and on the graph (PyTorch's and mmdet's ``reduction='none'``), so a
+    caller's ``.sum(-1)`` or indexing works as for any other batch. ``numel``
+    is shape metadata, so this costs no host sync.
     """
     check_reduction(reduction)
     if reduction == 'mean':

@@ -50,11 +50,9 @@ def varifocal_loss(pred: Tensor, target: Tensor, alpha: float = 0.75,
     gradient into ``target`` at ``q = 0`` is not mmdet's).
 
     Returns:
-        the loss (nats) of ``pred``'s shape before reduction; an empty
-        ``pred`` gives a scalar 0 on its graph (so ``'mean'`` is 0, not NaN).
+        the loss (nats) of ``pred``'s shape before reduction; empty for an
+        empty ``pred`` (``'mean'`` of it is 0, not NaN).
     """
-    if pred.numel() == 0:
-        return pred.sum() * 0
     target = target.to(pred.dtype)
     negative_weight = alpha * pred.sigmoid().pow(gamma)
     positive_weight = target if iou_weighted else 1.0
@@ -131,8 +129,6 @@ class VarifocalLoss(BaseLoss):
             return self.loss_weight * fused_path.fused_varifocal(
                 pred, target, weight, reduction, avg_factor, self.alpha, self.gamma,
                 self.iou_weighted)
-        if pred.numel() == 0:
-            weight = None  # the element-wise loss is then a scalar 0
         loss = varifocal_loss(
             pred, target, weight, reduction=reduction, avg_factor=avg_factor,
             alpha=self.alpha, gamma=self.gamma, iou_weighted=self.iou_weighted)
