@@ -14,6 +14,14 @@ from torch import Tensor
 
 from ..validation import check_finite, check_tensor
 
+#: How far outside [0, 1] a normalised centre or size may lie and still pass
+#: the value check of ``check_targets``. Boxes touching the border (cx = 1,
+#: w = 1) and the float round-off of converting pixel labels (letterboxing,
+#: float32 divisions: about 1e-7 relative) lie well inside it; pixel
+#: coordinates passed where normalised ones are expected (cx = 1.7, 320.0)
+#: lie far outside. 1e-3 of the input is under a pixel up to 1000-pixel inputs.
+NORMALISED_TOLERANCE = 1e-3
+
 
 class PaddedTargets(NamedTuple):
     """Targets grouped by image, padded to ``M = max_boxes``.
@@ -36,7 +44,14 @@ class PaddedTargets(NamedTuple):
 
 def check_targets(targets, batch_size: int, num_classes: int,
                   validate: bool, name: str = 'targets') -> Tensor:
-    """Shape checks always; value checks (one host sync) when ``validate``."""
+    """Shape checks always; value checks (one host sync) when ``validate``.
+
+    Value checks: finite; batch index an integer in ``[0, B - 1]``; class id
+    an integer in ``[0, C - 1]``; ``w, h >= 0``; ``cx, cy, w, h`` normalised,
+    in ``[0, 1]`` up to ``NORMALISED_TOLERANCE``. Each failure is a
+    ``ValueError`` naming ``name``. Only centres and sizes are checked: a box
+    may reach past the border (``cx + w / 2 > 1``) as augmentations leave it.
+    """
     check_tensor(name, targets, floating=True)
     if targets.dim() != 2 or targets.shape[1] != 6:
         raise ValueError(
@@ -55,6 +70,15 @@ def check_targets(targets, batch_size: int, num_classes: int,
                 f'{name}[:, 1] (class id) must be integers in [0, {num_classes - 1}]')
         if bool((sizes < 0).any()):
             raise ValueError(f'{name}[:, 4:6] (w, h) must not be negative')
+        boxes = targets[:, 2:6]
+        outside = (boxes < -NORMALISED_TOLERANCE) | (boxes > 1 + NORMALISED_TOLERANCE)
+        if bool(outside.any()):
+            worst = float(boxes[outside].abs().max())
+            raise ValueError(
+                f'{name}[:, 2:6] (cx, cy, w, h) must be normalised to the input size, '
+                f'i.e. in [0, 1] (tolerance {NORMALISED_TOLERANCE:g}); got a value of '
+                f'{worst:g}: pixel coordinates? Divide x and w by the input width, '
+                f'y and h by its height')
     return targets
 
 
