@@ -49,18 +49,18 @@ synchronises with the device.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ..assigners.yolov3_assigner import scale_pairs
+from ..assigners.yolov3_assigner import YOLOv3LevelAssignment, scale_pairs
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
-                           anchors_to_tensor, check_strides,
-                           gather_objectness_and_slots, grid_cells, split_level_pred)
+                           gather_objectness_and_slots, grid_cells)
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
-from .composite import CompositeLoss, build_part
+from .anchor_based import AnchorBasedLoss
+from .composite import build_part
 
 STYLES = ('keras', 'darknet', 'pytorch_yolov3')
 
@@ -86,12 +86,46 @@ def default_part_configs(style: str) -> Dict[str, dict]:
                 loss_obj=_bce(reduction), loss_cls=_bce(reduction))
 
 
+class YOLOv3LevelTargets(NamedTuple):
+    """One level's decoded predictions and targets (B images, M padded
+    boxes, A anchors, an ``H x W`` grid).
+
+    assigned: the assigner's result for the level (per-box slots, offsets,
+        class targets, positive mask; ``YOLOv3LevelAssignment``).
+    obj_logits: ``[B, A, H*W, 1]`` objectness logits of the whole grid.
+    box_logits: ``[B, M, 5+C]`` raw channels at each box's slot on this
+        level (x, y, w, h, objectness, classes; meaningful where held).
+    wh_target: ``[B, M, 2]`` ``log(size / anchor)`` in the style's units
+        (0 where the box does not hold its slot).
+    ignored: ``[B, A, H*W]`` bool, slots that are not negatives (their
+        predicted box overlaps a ground truth, per the style's rule).
+    """
+    assigned: YOLOv3LevelAssignment
+    obj_logits: Tensor
+    box_logits: Tensor
+    wh_target: Tensor
+    ignored: Tensor
+
+
+class YOLOv3Targets(NamedTuple):
+    """What ``YOLOv3Loss.assign`` returns and its losses are computed from.
+
+    boxes: ``[B, M, 4]`` padded ground truth (cx, cy, w, h), normalised.
+    box_mask: ``[B, M]`` bool, real boxes of non-zero size.
+    levels: one :class:`YOLOv3LevelTargets` per level.
+    """
+    boxes: Tensor
+    box_mask: Tensor
+    levels: List[YOLOv3LevelTargets]
+
+
 @MODELS.register_module()
-class YOLOv3Loss(CompositeLoss):
+class YOLOv3Loss(AnchorBasedLoss):
     """YOLOv3 loss, keras-yolo3 / darknet / PyTorch-YOLOv3 semantics.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
-    ``{'loss_xy', 'loss_wh', 'loss_obj', 'loss_cls'}`` scalar tensors.
+    ``{'loss_xy', 'loss_wh', 'loss_obj', 'loss_cls'}`` scalar tensors;
+    ``loss.assign(...)`` (same arguments) -> :class:`YOLOv3Targets`.
 
     - ``preds``: one ``[B, A*(5+C), H, W]`` raw head output per level,
       increasing stride; per anchor x, y, w, h, objectness, C class logits
@@ -125,6 +159,16 @@ class YOLOv3Loss(CompositeLoss):
             (``K = B*M`` box slots; ``B*A*H*W`` grid slots for ``loss_obj``).
         assigner: assigner config; it gets ``style`` and ``ignore_thresh``
             from this loss unless it sets them (they must then agree).
+        class_weights: ``None`` or C non-negative multipliers, one per
+            class, of the class BCE of every class entry of every positive
+            (ultralytics' ``model.class_weights`` semantics; the styles'
+            normalisations are unchanged). Every style takes them: the class
+            term is an element-wise BCE over the positives' C class bits in
+            all three, so a weight per class entry is well defined; for
+            ``'darknet'`` the class delta of class c becomes
+            ``w_c * (target - sigmoid)`` (darknet itself has no class
+            weights). Kept in the persistent buffer ``class_weights`` (ones
+            when ``None``); ``set_class_weights(weights)`` changes it.
         validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
             ids, batch indices, negative sizes, ``max_boxes``; host syncs);
             ``None`` follows ``yolo_losses.set_validation``. The parts are
@@ -146,18 +190,12 @@ class YOLOv3Loss(CompositeLoss):
                  loss_obj: Optional[dict] = None,
                  loss_cls: Optional[dict] = None,
                  assigner: dict = dict(type='YOLOv3Assigner'),
+                 class_weights: Optional[Sequence[float]] = None,
                  validate: Optional[bool] = None) -> None:
-        super().__init__(validate)
         if style not in STYLES:
             raise ValueError(f'style must be one of {", ".join(map(repr, STYLES))}, '
                              f'got {style!r}')
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-                or num_classes < 1:
-            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
-        anchor_table = anchors_to_tensor(anchors, 'anchors')
-        self.strides = check_strides(strides, anchor_table.shape[0], 'strides')
-        self.num_levels, self.num_anchors = anchor_table.shape[:2]
-        self.num_classes = num_classes
+        super().__init__(num_classes, anchors, strides, class_weights, validate)
         self.style = style
         self.obj_scale = self._non_negative('obj_scale', obj_scale)
         self.noobj_scale = self._non_negative(
@@ -169,7 +207,6 @@ class YOLOv3Loss(CompositeLoss):
         if not isinstance(box_scale, bool):
             raise TypeError(f'box_scale must be a bool or None, got {box_scale!r}')
         self.box_scale = box_scale
-        self.register_buffer('anchors', anchor_table, persistent=False)
 
         defaults = default_part_configs(style)
         given = dict(loss_xy=loss_xy, loss_wh=loss_wh, loss_obj=loss_obj,
@@ -220,20 +257,69 @@ class YOLOv3Loss(CompositeLoss):
                 f'ignore_thresh={self.ignore_thresh}, obj_scale={self.obj_scale}, '
                 f'noobj_scale={self.noobj_scale}, box_scale={self.box_scale}')
 
-    # ------------------------------------------------------------------ checks
-    level_layout = '[B, A*(5+C), H, W]'
 
-    def check_level(self, name: str, pred: Tensor) -> None:
-        split_level_pred(pred, self.num_anchors, self.num_classes, name)
+    # ----------------------------------------------------------------- prepare
+    def _prepare(self, preds: Sequence[Tensor], targets: Tensor,
+                 img_size: Tuple[int, int], max_boxes: int) -> YOLOv3Targets:
+        dtype = self.compute_dtype(preds)
+        batch_size = preds[0].shape[0]
+        num_anchors = self.num_anchors
+        pytorch_style = self.style == 'pytorch_yolov3'
+        img_h, img_w = img_size
+        # One padded slot at least, so gathers never index an empty axis.
+        padded = pad_targets(targets.detach().to(dtype), batch_size, max(max_boxes, 1))
+        boxes = padded.boxes
+        box_mask = padded.mask & (boxes[..., 2] > 0) & (boxes[..., 3] > 0)
+        anchors = self.anchors.to(dtype)
+        grid_sizes = [tuple(pred.shape[-2:]) for pred in preds]
+        # Per-box targets only: a held box is exactly one positive slot, so
+        # the box and class terms run on the [B, M] held boxes' gathered
+        # predictions, and only objectness runs over the whole grid.
+        assignments = self.assigner.assign(boxes, padded.labels, box_mask, anchors,
+                                           self.strides, grid_sizes, img_size,
+                                           self.num_classes, dense=False)
+        levels = []
+        for level, raw in enumerate(preds):
+            height, width = grid_sizes[level]
+            cells = height * width
+            assigned = assignments[level]
+            level_anchors = anchors[level]                        # [A, 2] px
 
-    # ----------------------------------------------------------------- forward
-    def forward(self, preds: Sequence[Tensor], targets: Tensor,
-                img_size: Optional[Sequence[int]] = None,
-                max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
-        _, input_size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
-        with torch.autocast(device_type=preds[0].device.type, enabled=False):
-            return self._compute(preds, targets, max_boxes, input_size)
+            # The objectness plane and the held boxes' slots, read as one op.
+            cell = assigned.box_cell_y * width + assigned.box_cell_x
+            obj_logits, picked = gather_objectness_and_slots(
+                raw, num_anchors, assigned.box_anchor, cell)
 
+            # wh target: log of the size over the anchor; 0 off the held
+            # boxes (log 1, not log 0).
+            box_anchors = level_anchors[assigned.box_anchor]      # [B, M, 2] px
+            if pytorch_style:
+                ratio = (scale_pairs(boxes[..., 2:4], width, height)
+                         / (box_anchors / float(self.strides[level]))
+                         + _PYTORCH_YOLOV3_LOG_EPS)
+            else:
+                ratio = scale_pairs(boxes[..., 2:4], img_w, img_h) / box_anchors
+            ratio = torch.where(assigned.box_held[..., None], ratio, torch.ones_like(ratio))
+
+            # Negatives whose predicted box overlaps a ground truth enough
+            # are ignored (not negatives): decoded from the detached grid.
+            with torch.no_grad():
+                planes = raw.detach().reshape(batch_size, num_anchors, -1, cells)
+                pred_boxes = self._decode_grid(planes[:, :, 0:4].to(dtype),
+                                               level_anchors, height, width,
+                                               img_h, img_w)
+                ignored = self.assigner.ignore_mask(
+                    pred_boxes.view(batch_size, num_anchors, height, width, 4),
+                    boxes, box_mask, assigned)
+            levels.append(YOLOv3LevelTargets(
+                assigned=assigned,
+                obj_logits=obj_logits.to(dtype)[..., None],       # [B, A, H*W, 1]
+                box_logits=picked.to(dtype),                      # [B, M, 5+C]
+                wh_target=ratio.log(),
+                ignored=ignored.view(batch_size, num_anchors, cells)))
+        return YOLOv3Targets(boxes, box_mask, levels)
+
+    # ------------------------------------------------------------------ losses
     def _part(self, name: str, pred: Tensor, target: Tensor, weight: Tensor,
               avg_factor) -> Tensor:
         """Call part ``name`` on flattened ``[K, n]`` tensors."""
@@ -245,54 +331,25 @@ class YOLOv3Loss(CompositeLoss):
             return part(*args, weight=weight, avg_factor=avg_factor)
         return part(*args, weight=weight)
 
-    def _compute(self, preds: Sequence[Tensor], targets: Tensor, max_boxes: int,
-                 input_size: Tuple[int, int]) -> Dict[str, Tensor]:
-        device = preds[0].device
-        dtype = torch.float64 if preds[0].dtype == torch.float64 else torch.float32
-        batch_size = preds[0].shape[0]
-        num_classes, num_anchors = self.num_classes, self.num_anchors
-        attrs = NUM_BOX_ATTRS + num_classes
+    def _losses(self, prepared: YOLOv3Targets) -> Tuple[Dict[str, Tensor], None]:
+        boxes = prepared.boxes
+        batch_size = boxes.shape[0]
+        dtype, device = boxes.dtype, boxes.device
         pytorch_style = self.style == 'pytorch_yolov3'
-        img_h, img_w = input_size
-        # One padded slot at least, so gathers never index an empty axis.
-        padded = pad_targets(targets.detach().to(dtype), batch_size, max(max_boxes, 1))
-        boxes = padded.boxes
-        box_mask = padded.mask & (boxes[..., 2] > 0) & (boxes[..., 3] > 0)
-        anchors = self.anchors.to(dtype)
-        grid_sizes = [tuple(pred.shape[-2:]) for pred in preds]
-        # Per-box targets only: a held box is exactly one positive slot, so
-        # the box and class terms run on the [B, M] held boxes' gathered
-        # predictions, and only objectness runs over the whole grid.
-        assignments = self.assigner.assign(boxes, padded.labels, box_mask, anchors,
-                                           self.strides, grid_sizes, input_size,
-                                           num_classes, dense=False)
+        per_image = batch_size
         totals = {name: torch.zeros((), dtype=dtype, device=device)
                   for name in ('loss_xy', 'loss_wh', 'loss_obj', 'loss_cls')}
-        for level, raw in enumerate(preds):
-            height, width = grid_sizes[level]
-            cells = height * width
-            assigned = assignments[level]
-            split_level_pred(raw, num_anchors, num_classes)       # checks the layout
-            # [B, A, 5+C, H*W]: the head's own layout, channel planes contiguous.
-            planes = raw.reshape(batch_size, num_anchors, attrs, cells)
-            level_anchors = anchors[level]                        # [A, 2] px
-
-            # The objectness plane and the held boxes' slots, read as one op.
-            cell = assigned.box_cell_y * width + assigned.box_cell_x
-            obj_logit, picked = gather_objectness_and_slots(
-                raw, num_anchors, assigned.box_anchor, cell)
-            obj_logit = obj_logit.to(dtype)[..., None]            # [B, A, H*W, 1]
-            picked = picked.to(dtype)                             # [B, M, 5+C]
-
-            held = assigned.box_held
-            held_weight = held.to(dtype)
+        class_weights = self.class_weights.to(dtype) if self.class_weighted else None
+        for level_targets in prepared.levels:
+            assigned = level_targets.assigned
+            picked = level_targets.box_logits
+            held_weight = assigned.box_held.to(dtype)
             num_pos = held_weight.sum()
             if self.box_scale:
                 coord_weight = held_weight * (2.0 - boxes[..., 2] * boxes[..., 3])
             else:
                 coord_weight = held_weight
             coord_weight = coord_weight[..., None]
-            per_image = batch_size
             norm_pos = num_pos if pytorch_style else per_image
 
             # xy: offset of the centre in its cell.
@@ -300,31 +357,15 @@ class YOLOv3Loss(CompositeLoss):
             xy_input = raw_xy if self.xy_from_logits else raw_xy.sigmoid()
             totals['loss_xy'] = totals['loss_xy'] + self._part(
                 'loss_xy', xy_input, assigned.box_offsets, coord_weight, norm_pos)
-
-            # wh: log of the size over the anchor; 1 off the held boxes (log 0).
-            box_anchors = level_anchors[assigned.box_anchor]      # [B, M, 2] px
-            if pytorch_style:
-                ratio = (scale_pairs(boxes[..., 2:4], width, height)
-                         / (box_anchors / float(self.strides[level]))
-                         + _PYTORCH_YOLOV3_LOG_EPS)
-            else:
-                ratio = scale_pairs(boxes[..., 2:4], img_w, img_h) / box_anchors
-            ratio = torch.where(held[..., None], ratio, torch.ones_like(ratio))
             totals['loss_wh'] = totals['loss_wh'] + self._part(
-                'loss_wh', picked[..., 2:4], ratio.log(), coord_weight, norm_pos)
+                'loss_wh', picked[..., 2:4], level_targets.wh_target, coord_weight,
+                norm_pos)
 
             # Objectness: positives, and negatives not ignored, over the grid.
-            pos = assigned.pos_mask.view(batch_size, num_anchors, cells)
+            obj_logit = level_targets.obj_logits
+            pos = assigned.pos_mask.view(level_targets.ignored.shape)
             pos_weight = pos.to(dtype)
-            with torch.no_grad():
-                pred_boxes = self._decode_grid(planes[:, :, 0:4].detach().to(dtype),
-                                               level_anchors, height, width,
-                                               img_h, img_w)
-                ignored = self.assigner.ignore_mask(
-                    pred_boxes.view(batch_size, num_anchors, height, width, 4),
-                    boxes, box_mask, assigned)
-            ignored = ignored.view(batch_size, num_anchors, cells)
-            neg_weight = (~pos & ~ignored).to(dtype)
+            neg_weight = (~pos & ~level_targets.ignored).to(dtype)
             obj_target = pos_weight[..., None]
             if pytorch_style:
                 obj_term = self.obj_scale * self._part(
@@ -338,12 +379,16 @@ class YOLOv3Loss(CompositeLoss):
                                       obj_weight[..., None], per_image)
             totals['loss_obj'] = totals['loss_obj'] + obj_term
 
-            # Classes: held boxes only, every class bit of the slot.
-            cls_norm = num_pos * num_classes if pytorch_style else per_image
+            # Classes: held boxes only, every class bit of the slot, each
+            # class's BCE times its class weight when weights are set.
+            cls_norm = num_pos * self.num_classes if pytorch_style else per_image
+            cls_weight = held_weight[..., None]
+            if class_weights is not None:
+                cls_weight = cls_weight * class_weights
             totals['loss_cls'] = totals['loss_cls'] + self._part(
                 'loss_cls', picked[..., NUM_BOX_ATTRS:], assigned.box_classes,
-                held_weight[..., None], cls_norm)
-        return totals
+                cls_weight, cls_norm)
+        return totals, None
 
     @staticmethod
     def _decode_grid(raw_box: Tensor, anchors: Tensor, height: int, width: int,

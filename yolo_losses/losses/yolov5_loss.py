@@ -34,18 +34,18 @@ target rows and equals yolov5's ``sort_obj_iou=True`` result.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ..ops.anchors import (DEFAULT_ANCHORS, DEFAULT_STRIDES, NUM_BOX_ATTRS,
-                           anchors_to_tensor, check_strides, decode_yolov5_boxes,
-                           gather_objectness_and_slots, split_level_pred)
+                           decode_yolov5_boxes, gather_objectness_and_slots)
 from ..ops.boxes import cxcywh_to_xyxy
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
-from .composite import CompositeLoss, build_part
+from .anchor_based import AnchorBasedLoss
+from .composite import build_part
 
 #: yolov5's objectness balance of levels P3..P7 (``ComputeLoss.balance``).
 YOLOV5_OBJ_LEVEL_WEIGHTS = {3: (4.0, 1.0, 0.4)}
@@ -88,12 +88,43 @@ def _with_pos_weight(cfg: dict, pos_weight: float, name: str) -> dict:
     return cfg
 
 
+class YOLOv5Targets(NamedTuple):
+    """Decoded predictions and their assignment (``YOLOv5Loss.assign``).
+
+    Per level (lists of L tensors): B images, M padded boxes, A anchors, the
+    5 candidate cells of yolov5's matching (own cell and neighbours); the
+    slots are ``[B, M, A, 5]``. All levels' slots are concatenated, level
+    by level, into the K rows of the flat tensors.
+
+    valid: per level ``[B, M, A, 5]`` bool, slots that are matches.
+    obj_index: per level ``[B, M, A, 5]`` long, each slot's flat index
+        ``(image * A + anchor) * H*W + cell`` into the objectness plane.
+    obj_logits: per level ``[B, A, H*W]`` objectness logits.
+    pred_boxes: ``[K, 4]`` decoded xyxy boxes of the slots, grid units of the
+        slot's level (on the graph).
+    target_boxes: ``[K, 4]`` matched ground truth, xyxy grid units (a unit
+        placeholder box where not valid).
+    cls_logits: ``[K, C]`` class logits of the slots (``None`` when the
+        class loss is skipped, one class).
+    cls_targets: ``[K, C]`` class targets (one-hot, label smoothing applied;
+        ``None`` as ``cls_logits``).
+    """
+    valid: List[Tensor]
+    obj_index: List[Tensor]
+    obj_logits: List[Tensor]
+    pred_boxes: Tensor
+    target_boxes: Tensor
+    cls_logits: Optional[Tensor]
+    cls_targets: Optional[Tensor]
+
+
 @MODELS.register_module()
-class YOLOv5Loss(CompositeLoss):
+class YOLOv5Loss(AnchorBasedLoss):
     """yolov5 ``ComputeLoss`` as a registered, configurable loss.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
-    ``{'loss_box', 'loss_obj', 'loss_cls'}`` scalar tensors.
+    ``{'loss_box', 'loss_obj', 'loss_cls'}`` scalar tensors;
+    ``loss.assign(...)`` (same arguments) -> :class:`YOLOv5Targets`.
 
     - ``preds``: one ``[B, A*(5+C), H, W]`` raw head output per level,
       increasing stride; per anchor: x, y, w, h, objectness, C class logits.
@@ -143,6 +174,12 @@ class YOLOv5Loss(CompositeLoss):
             Needs a stride-16 level, which the weights are normalised by.
         skip_cls_for_single_class: with one class ``loss_cls`` is 0, as in
             yolov5; False computes it anyway.
+        class_weights: ``None`` or C non-negative multipliers, one per
+            class, of the class BCE of every class entry of every match
+            (ultralytics' ``model.class_weights`` semantics; the
+            normalisation by matches x C is unchanged). Kept in the
+            persistent buffer ``class_weights`` (ones when ``None``);
+            ``set_class_weights(weights)`` changes it.
         validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
             ids, batch indices, negative sizes, ``max_boxes``; host syncs);
             ``None`` follows ``yolo_losses.set_validation``. The parts are
@@ -168,15 +205,9 @@ class YOLOv5Loss(CompositeLoss):
                  obj_pw: float = 1.0,
                  autobalance: bool = False,
                  skip_cls_for_single_class: bool = True,
+                 class_weights: Optional[Sequence[float]] = None,
                  validate: Optional[bool] = None) -> None:
-        super().__init__(validate)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-                or num_classes < 1:
-            raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
-        anchor_table = anchors_to_tensor(anchors, 'anchors')
-        self.strides = check_strides(strides, anchor_table.shape[0], 'strides')
-        self.num_classes = num_classes
-        self.num_levels, self.num_anchors = anchor_table.shape[:2]
+        super().__init__(num_classes, anchors, strides, class_weights, validate)
         if not 0.0 <= float(gr) <= 1.0:
             raise ValueError(f'gr must be in [0, 1], got {gr!r}')
         if not 0.0 <= float(label_smoothing) < 1.0:
@@ -206,7 +237,6 @@ class YOLOv5Loss(CompositeLoss):
         # loss never overrides the configured weights.
         self.register_buffer('balance', torch.tensor(weights, dtype=torch.float32),
                              persistent=self.autobalance)
-        self.register_buffer('anchors', anchor_table, persistent=False)
 
         self.loss_cls = build_part(_with_pos_weight(loss_cls, float(cls_pw), 'loss_cls'),
                                    'loss_cls')
@@ -234,130 +264,126 @@ class YOLOv5Loss(CompositeLoss):
                 f'num_anchors={self.num_anchors}, gr={self.gr}, '
                 f'label_smoothing={self.label_smoothing}, autobalance={self.autobalance}')
 
-    # ------------------------------------------------------------------ checks
-    level_layout = '[B, A*(5+C), H, W]'
-
-    def check_level(self, name: str, pred: Tensor) -> None:
-        split_level_pred(pred, self.num_anchors, self.num_classes, name)
-
-    # ----------------------------------------------------------------- forward
-    def forward(self, preds: Sequence[Tensor], targets: Tensor,
-                img_size: Optional[Sequence[int]] = None,
-                max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
-        _, _, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
-        with torch.autocast(device_type=preds[0].device.type, enabled=False):
-            losses, level_obj = self._compute(preds, targets, max_boxes)
-        if self.autobalance and self.training:
-            self._update_balance(level_obj)
-        return losses
-
-    def _compute(self, preds: Sequence[Tensor], targets: Tensor,
-                 max_boxes: int) -> Tuple[Dict[str, Tensor], List[Tensor]]:
+    # ----------------------------------------------------------------- prepare
+    def _prepare(self, preds: Sequence[Tensor], targets: Tensor,
+                 img_size: Tuple[int, int], max_boxes: int) -> YOLOv5Targets:
         device = preds[0].device
-        dtype = torch.float64 if preds[0].dtype == torch.float64 else torch.float32
+        dtype = self.compute_dtype(preds)
         batch_size = preds[0].shape[0]
         num_classes, num_anchors = self.num_classes, self.num_anchors
         attrs = NUM_BOX_ATTRS + num_classes
         padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
-        # A copy: autobalance updates the buffer in place after this call,
-        # and the graph keeps these weights for the backward pass.
-        balance = self.balance.to(dtype, copy=True)
 
+        image = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
+        slot_anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
+        valid, obj_index, obj_logits = [], [], []
+        cls_parts, pred_parts, target_parts = [], [], []
+        for level, pred in enumerate(preds):
+            height, width = pred.shape[-2:]
+            anchors = (self.anchors[level] / self.strides[level]).to(dtype)   # grid units
+            assigned = self.assigner.assign(padded.boxes, padded.mask, anchors,
+                                            (height, width))
+            level_valid = assigned.valid                             # [B, M, A, 5]
+            cell = assigned.cell_y * width + assigned.cell_x
+            # The objectness plane and the candidate slots, read as one op.
+            level_obj, picked = gather_objectness_and_slots(
+                pred, num_anchors, slot_anchor.expand_as(cell).reshape(batch_size, -1),
+                cell.reshape(batch_size, -1))
+            picked = picked.view(*level_valid.shape, attrs).to(dtype)   # [B, M, A, 5, 5+C]
+            # split, not slices: its backward is one concatenation instead
+            # of a zero-filled [B, M, A, 5, 5+C] gradient per slice
+            box_raw, _, cls_raw = picked.split((4, 1, num_classes), dim=-1)
+            valid.append(level_valid)
+            obj_logits.append(level_obj)
+            obj_index.append((image * num_anchors + slot_anchor) * (height * width) + cell)
+            cls_parts.append(cls_raw)
+            pred_parts.append(decode_yolov5_boxes(box_raw, anchors[:, None, :]))
+            target_parts.append(torch.where(level_valid[..., None],
+                                            assigned.target_boxes.to(dtype),
+                                            _PLACEHOLDER_BOX_VALUE))
+
+        # Every level's slots in one tensor each, so the box and class parts
+        # run once for all levels instead of once per level (fewer launches).
+        pred_boxes = cxcywh_to_xyxy(torch.cat([part.reshape(-1, 4) for part in pred_parts]))
+        target_boxes = cxcywh_to_xyxy(torch.cat([part.reshape(-1, 4) for part in target_parts]))
+        cls_logits = cls_targets = None
         if self.uses_cls_loss:
             positive = 1.0 - 0.5 * self.label_smoothing
             negative = 0.5 * self.label_smoothing
             class_ids = torch.arange(num_classes, device=device)
             is_label = padded.labels[..., None] == class_ids         # [B, M, C]
             cls_target = is_label.to(dtype) * (positive - negative) + negative
-
-        # Pass 1, per level: assign, read the objectness plane and the
-        # candidate slots, decode the slots' boxes.
-        image = torch.arange(batch_size, device=device).view(-1, 1, 1, 1)
-        slot_anchor = torch.arange(num_anchors, device=device).view(1, 1, -1, 1)
-        levels = []
-        for level, pred in enumerate(preds):
-            height, width = pred.shape[-2:]
-            anchors = (self.anchors[level] / self.strides[level]).to(dtype)   # grid units
-            assigned = self.assigner.assign(padded.boxes, padded.mask, anchors,
-                                            (height, width))
-            valid = assigned.valid                                   # [B, M, A, 5]
-            cell = assigned.cell_y * width + assigned.cell_x
-            obj_logits, picked = gather_objectness_and_slots(
-                pred, num_anchors, slot_anchor.expand_as(cell).reshape(batch_size, -1),
-                cell.reshape(batch_size, -1))
-            picked = picked.view(*valid.shape, attrs).to(dtype)     # [B, M, A, 5, 5+C]
-            # split, not slices: its backward is one concatenation instead
-            # of a zero-filled [B, M, A, 5, 5+C] gradient per slice
-            box_raw, _, cls_raw = picked.split((4, 1, num_classes), dim=-1)
-            levels.append(dict(
-                valid=valid, cell=cell, obj_logits=obj_logits, cls_raw=cls_raw,
-                weight=valid.to(dtype),
-                pred_boxes=decode_yolov5_boxes(box_raw, anchors[:, None, :]),
-                target_boxes=torch.where(valid[..., None], assigned.target_boxes.to(dtype),
-                                         _PLACEHOLDER_BOX_VALUE)))
-
-        # The box and class terms of all levels in one call each instead of
-        # one per level (fewer kernel launches). yolov5 averages each level
-        # over its own matches, so every slot is weighted by 1 / (its level's
-        # matches): mmdet's avg_factor division moved inside the sum.
-        avg_eps = torch.finfo(torch.float32).eps
-        num_matches = [part['weight'].sum() for part in levels]
-        box_scale = torch.cat([(part['weight'] / (count + avg_eps)).reshape(-1)
-                               for part, count in zip(levels, num_matches)])
-        pred_xyxy = cxcywh_to_xyxy(torch.cat(
-            [part['pred_boxes'].reshape(-1, 4) for part in levels]))
-        target_xyxy = cxcywh_to_xyxy(torch.cat(
-            [part['target_boxes'].reshape(-1, 4) for part in levels]))
-        loss_box = self.loss_bbox(pred_xyxy, target_xyxy, weight=box_scale,
-                                  reduction_override='sum')
-        with torch.no_grad():
-            iou = self.loss_bbox.iou(pred_xyxy.detach(), target_xyxy).to(dtype).clamp(min=0)
-        level_iou = iou.split([part['valid'].numel() for part in levels])
-
-        if self.uses_cls_loss:
-            cls_logits = torch.cat([part['cls_raw'].reshape(-1, num_classes)
-                                    for part in levels])
+            cls_logits = torch.cat([part.reshape(-1, num_classes) for part in cls_parts])
             cls_targets = torch.cat([
                 cls_target[:, :, None, None, :].expand(
-                    *part['valid'].shape, num_classes).reshape(-1, num_classes)
-                for part in levels])
+                    *part.shape, num_classes).reshape(-1, num_classes)
+                for part in valid])
+        return YOLOv5Targets(valid, obj_index, obj_logits, pred_boxes, target_boxes,
+                             cls_logits, cls_targets)
+
+    # ------------------------------------------------------------------ losses
+    def _losses(self, prepared: YOLOv5Targets) -> Tuple[Dict[str, Tensor], List[Tensor]]:
+        valid = prepared.valid
+        device, dtype = prepared.pred_boxes.device, prepared.pred_boxes.dtype
+        num_classes = self.num_classes
+        # A copy: autobalance updates the buffer in place after this call,
+        # and the graph keeps these weights for the backward pass.
+        balance = self.balance.to(dtype, copy=True)
+
+        # yolov5 averages each level over its own matches, so every slot is
+        # weighted by 1 / (its level's matches): mmdet's avg_factor division
+        # moved inside the one sum over all levels.
+        avg_eps = torch.finfo(torch.float32).eps
+        weights = [level_valid.to(dtype) for level_valid in valid]
+        num_matches = [weight.sum() for weight in weights]
+        box_scale = torch.cat([(weight / (count + avg_eps)).reshape(-1)
+                               for weight, count in zip(weights, num_matches)])
+        loss_box = self.loss_bbox(prepared.pred_boxes, prepared.target_boxes,
+                                  weight=box_scale, reduction_override='sum')
+        with torch.no_grad():
+            iou = self.loss_bbox.iou(prepared.pred_boxes.detach(),
+                                     prepared.target_boxes).to(dtype).clamp(min=0)
+        level_iou = iou.split([level_valid.numel() for level_valid in valid])
+
+        if self.uses_cls_loss:
             cls_scale = torch.cat([
-                (part['weight'] / (count * num_classes + avg_eps)).reshape(-1, 1)
-                for part, count in zip(levels, num_matches)])
-            loss_cls = self.loss_cls(cls_logits, cls_targets,
-                                     weight=cls_scale.expand(-1, num_classes),
-                                     reduction_override='sum')
+                (weight / (count * num_classes + avg_eps)).reshape(-1, 1)
+                for weight, count in zip(weights, num_matches)])
+            if self.class_weighted:    # per-class multipliers of the class BCE
+                cls_weight = cls_scale * self.class_weights.to(dtype)
+            else:
+                cls_weight = cls_scale.expand(-1, num_classes)
+            loss_cls = self.loss_cls(prepared.cls_logits, prepared.cls_targets,
+                                     weight=cls_weight, reduction_override='sum')
         else:
             loss_cls = torch.zeros((), dtype=dtype, device=device)
 
-        # Pass 2, per level: objectness (each level has its own plane, mean
-        # and balance weight, and autobalance needs each level's value).
+        # Objectness per level: each level has its own plane, mean and
+        # balance weight, and autobalance needs each level's value.
         loss_obj = torch.zeros((), dtype=dtype, device=device)
         level_obj: List[Tensor] = []
-        for level, (part, pred) in enumerate(zip(levels, preds)):
-            height, width = pred.shape[-2:]
-            valid = part['valid']
+        for level, level_valid in enumerate(valid):
+            obj_logits = prepared.obj_logits[level]                  # [B, A, H*W]
             with torch.no_grad():
-                iou = level_iou[level].reshape(valid.shape)
-                obj_value = torch.where(valid, (1.0 - self.gr) + self.gr * iou,
+                iou = level_iou[level].reshape(level_valid.shape)
+                obj_value = torch.where(level_valid, (1.0 - self.gr) + self.gr * iou,
                                         torch.zeros_like(iou))
-                obj_index = (image * num_anchors + slot_anchor) * (height * width) \
-                    + part['cell']
                 # Every value is >= 0, so zeros absorb the non-matches and
                 # a cell hit twice keeps its largest target.
-                obj_target = torch.zeros(batch_size * num_anchors * height * width,
-                                         dtype=dtype, device=device)
-                obj_target.scatter_reduce_(0, obj_index.reshape(-1),
+                obj_target = torch.zeros(obj_logits.numel(), dtype=dtype, device=device)
+                obj_target.scatter_reduce_(0, prepared.obj_index[level].reshape(-1),
                                            obj_value.reshape(-1), 'amax')
-            obj_level = self.loss_obj(part['obj_logits'].reshape(-1, 1).to(dtype),
+            obj_level = self.loss_obj(obj_logits.reshape(-1, 1).to(dtype),
                                       obj_target.view(-1, 1))
             level_obj.append(obj_level)
             loss_obj = loss_obj + obj_level * balance[level]
 
-        return dict(loss_box=loss_box, loss_obj=loss_obj, loss_cls=loss_cls), level_obj
+        losses = dict(loss_box=loss_box, loss_obj=loss_obj, loss_cls=loss_cls)
+        return losses, (level_obj if self.autobalance else None)
 
+    # ------------------------------------------------------------------- state
     @torch.no_grad()
-    def _update_balance(self, level_obj: List[Tensor]) -> None:
+    def _update_state(self, level_obj: List[Tensor]) -> None:
         """yolov5's autobalance, as a detached tensor update (no ``.item()``)."""
         obj_weight = getattr(self.loss_obj, 'loss_weight', 1.0)
         unweighted = torch.stack([value.detach() for value in level_obj]).float() / obj_weight
