@@ -17,7 +17,7 @@ with the device.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -187,11 +187,6 @@ def decode_yolov3_boxes(raw: Tensor, anchors: Tensor) -> Tensor:
         ``wh = exp(raw) * anchor``.
     """
     return torch.cat((raw[..., :2].sigmoid(), raw[..., 2:4].exp() * anchors), dim=-1)
-
-
-def level_anchors_in_grid(anchors: Tensor, strides: Sequence[float]) -> List[Tensor]:
-    """Per level, ``[A, 2]`` anchors in grid units (pixels / stride)."""
-    return [anchors[level] / stride for level, stride in enumerate(strides)]
 
 
 #: Channel of the objectness logit among an anchor's ``5 + C`` channels.
