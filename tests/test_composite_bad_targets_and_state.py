@@ -100,7 +100,23 @@ def anchor_or_point_case(loss_type: str):
     return (preds, targets), {}, bad_calls
 
 
-#: name -> (config, case builder). A new stateful loss: one more line.
+def box_case():
+    """A good call and bad ones for a basic box loss (xyxy ``[N, 4]``)."""
+    xy = torch.rand(8, 2) * 50
+    pred = torch.cat((xy, xy + 5 + torch.rand(8, 2) * 20), dim=-1).requires_grad_()
+    target = torch.cat((xy + 2, xy + 8 + torch.rand(8, 2) * 20), dim=-1)
+    nan_pred = pred.detach().clone()
+    nan_pred[3, 1] = float('nan')
+    bad_calls = [((nan_pred, target), {}),                          # NaN box
+                 ((pred[:, :3], target[:, :3]), {}),                # not [N, 4]
+                 ((pred, target[:5]), {}),                          # N differs
+                 ((pred, target), dict(weight=torch.ones(3)))]      # weight shape
+    return (pred, target), {}, bad_calls
+
+
+#: name -> (config, case builder). A new stateful loss: one more line, e.g.
+#: 'WIoULoss': (dict(type='WIoULoss'), box_case); an E2ELoss line needs a
+#: case builder for its dict(one2many=..., one2one=...) preds.
 STATEFUL = {
     'YOLOv5Loss-autobalance': (
         dict(type='YOLOv5Loss', num_classes=NUM_CLASSES, autobalance=True),
@@ -146,7 +162,8 @@ def test_a_part_that_raises_mid_call_changes_no_state(name):
     before = snapshot(loss)
     parts = [m for m in loss.children() if isinstance(m, torch.nn.Module)
              and hasattr(m, 'loss_weight')]
-    assert parts
+    if not parts:
+        pytest.skip('a basic loss: no parts to fail mid-call')
     calls = {'n': 0}
 
     def fail_on_second_call(module, args):
