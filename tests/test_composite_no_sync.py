@@ -336,6 +336,9 @@ VARIANTS = {
     'yolov3_keras_focal': dict(type='YOLOv3Loss', loss_cls=FOCAL),
     'yolov3_pytorch_box_scale': dict(type='YOLOv3Loss', style='pytorch_yolov3',
                                      box_scale=True),
+    'yolov5_class_weights': dict(type='YOLOv5Loss', class_weights=[0.5, 2.0, 1.0]),
+    'yolov3_darknet_class_weights': dict(type='YOLOv3Loss', style='darknet',
+                                         class_weights=[0.5, 2.0, 1.0]),
 }
 
 
