@@ -181,7 +181,8 @@ class YOLOv5Loss(AnchorBasedLoss):
             persistent buffer ``class_weights`` (ones when ``None``);
             ``set_class_weights(weights)`` changes it.
         validate: value checks of ``preds`` and ``targets`` (NaN/inf, class
-            ids, batch indices, negative sizes, ``max_boxes``; host syncs);
+            ids, batch indices, negative sizes, centres and sizes outside
+            [0, 1], ``max_boxes``; host syncs);
             ``None`` follows ``yolo_losses.set_validation``. The parts are
             built with ``validate=False`` unless their config sets it: they
             only see tensors derived from the checked inputs.
