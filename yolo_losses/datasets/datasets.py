@@ -6,6 +6,9 @@ Both yield the same ``results`` dict to their pipeline, mmengine/mmcv style:
 ``ori_shape``, and ``instances``: a list of ``dict(bbox=[x1, y1, x2, y2]
 (original pixels), bbox_label=int, ignore_flag=0)`` that mmcv's
 ``LoadAnnotations`` turns into ``gt_bboxes`` / ``gt_bboxes_labels``.
+
+Both hold a ``worker_seed_state`` (``seeding.EpochSeededMixin``): their
+loader workers draw augmentations seeded by ``(seed, epoch, rank, worker)``.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
 from ..registry import DATASETS
+from .seeding import EpochSeededMixin
 from .synthetic import SHAPE_CLASSES, SHAPE_PALETTE, generate_sample, split_code
 
 
@@ -31,7 +35,7 @@ _GENERATED_MAX_SETS = 4
 
 
 @DATASETS.register_module()
-class SyntheticShapesDataset(BaseDataset):
+class SyntheticShapesDataset(EpochSeededMixin, BaseDataset):
     """The built-in detection data, generated from a seed (no files).
 
     Args:
@@ -78,6 +82,7 @@ class SyntheticShapesDataset(BaseDataset):
             raise TypeError(f'cache must be a bool, got {cache!r}')
         self.cache = cache
         self._samples: Optional[List[tuple]] = None
+        self._init_worker_seed_state()
         super().__init__(pipeline=list(pipeline), test_mode=test_mode,
                          lazy_init=lazy_init, serialize_data=False, **kwargs)
 
@@ -147,7 +152,7 @@ def _read_coco_json(ann_file: str) -> dict:
 
 
 @DATASETS.register_module()
-class YOLOCocoDataset(BaseDataset):
+class YOLOCocoDataset(EpochSeededMixin, BaseDataset):
     """A COCO-format detection dataset (annotation json + image folder).
 
     Category ids map to labels 0..C-1 in the order of ``metainfo['classes']``
@@ -175,6 +180,7 @@ class YOLOCocoDataset(BaseDataset):
                            f'{sorted(data_prefix)}')
         data_prefix = dict(img_path=data_prefix.get(
             'img', data_prefix.get('img_path', '')))
+        self._init_worker_seed_state()
         super().__init__(ann_file=ann_file, data_root=data_root,
                          data_prefix=data_prefix, **kwargs)
 

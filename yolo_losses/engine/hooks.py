@@ -137,21 +137,51 @@ class ThroughputHook(Hook):
 
 @HOOKS.register_module()
 class EpochSeedHook(Hook):
-    """Reseeds numpy's and Python's global RNGs from ``(seed, epoch)``.
+    """Seeds the augmentation of epoch ``e`` from ``(seed, e)``, in the main
+    process and in the data loader workers.
 
     The data transforms (mmcv's and ours) draw from ``np.random``. mmengine
-    seeds it once per run, so a resumed run would continue from another RNG
-    state than the uninterrupted one; seeding at each epoch start makes the
-    augmentation of epoch ``e`` depend on ``(seed, e)`` only, and resume
-    reproduces the same training. Data loader workers are reseeded by
-    mmengine's ``worker_init_fn`` anyway.
+    seeds the main process once per run and each loader worker from
+    ``(seed, rank, worker_id)`` only, so workers re-created every epoch
+    repeat the first epoch's draws, and a resumed run continues from other
+    RNG states than the uninterrupted one. Before each epoch this hook
+
+    - reseeds the main process's ``np.random`` and ``random`` (the data of
+      ``num_workers=0``) from ``(seed, epoch)``;
+    - writes ``(seed, rank, epoch)`` into the training dataset's
+      ``worker_seed_state``, from which ``yolo_losses.epoch_worker_init_fn``
+      (the loader's ``worker_init_fn``) and, for persistent workers, the
+      dataset itself seed each worker from ``(seed, epoch, rank, worker_id)``
+      (see :mod:`yolo_losses.datasets.seeding`).
+
+    Augmentation then depends on ``(seed, epoch, rank, worker)`` only, with
+    persistent workers or not, and resume reproduces the same training.
     """
 
     priority = 'VERY_HIGH'
 
+    def before_train(self, runner) -> None:
+        from ..datasets.seeding import epoch_worker_init_fn
+
+        loader = runner.train_dataloader
+        if not getattr(loader, 'num_workers', 0):
+            return
+        init_fn = getattr(loader, 'worker_init_fn', None)
+        if getattr(init_fn, 'func', init_fn) is not epoch_worker_init_fn:
+            runner.logger.warning(
+                'EpochSeedHook: train_dataloader.worker_init_fn is not '
+                "dict(type='yolo_losses.epoch_worker_init_fn'); the loader "
+                'workers are not seeded per epoch, so augmentations may '
+                'repeat every epoch and a resumed run differs')
+
     def before_train_epoch(self, runner) -> None:
+        from ..datasets.seeding import set_worker_seed
+
         seed = runner.seed if runner.seed is not None else 0
         state = np.random.SeedSequence([int(seed) % 2**32, runner.epoch])
         value = int(state.generate_state(1)[0])
         np.random.seed(value)
         random.seed(value)
+        # before the loader starts (or wakes) this epoch's workers
+        set_worker_seed(runner.train_dataloader.dataset, int(seed) % 2**32,
+                        runner.rank, runner.epoch)

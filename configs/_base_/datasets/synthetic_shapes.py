@@ -36,6 +36,10 @@ train_dataloader = dict(
     num_workers=num_workers,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
+    # workers seeded from (seed, epoch, rank, worker id), with EpochSeedHook
+    # (default_runtime.py), so augmentations differ between epochs and a
+    # resumed run repeats the uninterrupted one
+    worker_init_fn=dict(type='yolo_losses.epoch_worker_init_fn'),
     # mmengine looks collate functions up without the default scope
     collate_fn=dict(type='yolo_losses.yolo_collate'),
     dataset=dict(type=dataset_type, num_images=train_images, split='train',
