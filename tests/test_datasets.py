@@ -183,6 +183,43 @@ def test_collate_of_images_without_boxes():
         yolo_collate([torch.zeros(3)])
 
 
+def _sample(boxes, size=(64, 64)):
+    return dict(inputs=torch.zeros((3, *size), dtype=torch.uint8),
+                data_samples=dict(bboxes=torch.tensor(boxes, dtype=torch.float32),
+                                  labels=torch.zeros(len(boxes), dtype=torch.long)))
+
+
+def test_collate_rejects_targets_outside_the_input():
+    """The data side of the target check: training runs the losses without
+    value checks, so the collate function (CPU, once per batch) refuses
+    boxes that normalise outside [0, 1]."""
+    # a box from 10 to 200 px on a 64 px input (a transform that did not
+    # clip): cx = 105 / 64 = 1.64
+    with pytest.raises(ValueError, match=r'targets .*must be normalised to '
+                                         r'the input size.*1\.64'):
+        yolo_collate([_sample([[10., 10., 32., 32.]]),
+                      _sample([[10., 10., 200., 60.]])])
+    with pytest.raises(ValueError, match='targets'):
+        yolo_collate([_sample([[float('nan'), 0., 8., 8.]])])
+    # a box covering the whole input (edges at 0 and 1 exactly) is fine
+    batch = yolo_collate([_sample([[0., 0., 64., 64.]])])
+    assert batch['data_samples']['targets'][0, 2:].tolist() == [0.5, 0.5, 1., 1.]
+
+
+def test_check_normalised_boxes_tolerance():
+    from yolo_losses.ops.targets import NORMALISED_BOX_TOL, check_normalised_boxes
+
+    assert NORMALISED_BOX_TOL == 0.01
+    check_normalised_boxes('targets', torch.zeros(0, 4))
+    check_normalised_boxes('targets', torch.tensor([[1.009, -0.009, 1.0, 0.0]]))
+    for value in (1.011, -0.011, 50.0, float('inf')):
+        with pytest.raises(ValueError, match='boxes box coordinates .* must be normalised'):
+            check_normalised_boxes('boxes', torch.tensor([[0.5, 0.5, 0.2, value]]))
+    with pytest.raises(ValueError, match=r'tolerance 0\.1'):
+        check_normalised_boxes('t', torch.tensor([[1.2, 0.5, 0.1, 0.1]]), tol=0.1)
+    check_normalised_boxes('t', torch.tensor([[1.05, 0.5, 0.1, 0.1]]), tol=0.1)
+
+
 # --- datasets and registries --------------------------------------------------
 
 def test_registries_resolve_our_and_mmcv_names(scope):

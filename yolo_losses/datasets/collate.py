@@ -5,6 +5,7 @@ from typing import List, Sequence
 
 import torch
 
+from ..ops.targets import check_normalised_boxes
 from ..registry import FUNCTIONS
 
 SIZE_DIVISOR = 32
@@ -24,6 +25,12 @@ def yolo_collate(batch: Sequence[dict], size_divisor: int = SIZE_DIVISOR,
     targets=float32 [N, 6] rows (batch_index, class_id, cx, cy, w, h)
     normalised to the padded (H, W), max_boxes=int, metas=list of B dicts))``.
     ``max_boxes`` is computed here on the CPU so the loss needs no host sync.
+
+    The targets are checked here, once per batch on the CPU where it costs
+    no sync, because training runs the losses with their value checks off:
+    a box centre or size outside [0, 1] (beyond
+    ``ops.targets.NORMALISED_BOX_TOL``; boxes reaching past the image, e.g.
+    from a transform that does not clip) raises ``ValueError``.
     """
     if not isinstance(batch, (list, tuple)) or len(batch) == 0:
         raise ValueError('yolo_collate needs a non-empty list of samples, '
@@ -57,6 +64,7 @@ def yolo_collate(batch: Sequence[dict], size_divisor: int = SIZE_DIVISOR,
         metas.append({key: value for key, value in info.items()
                       if key not in ('bboxes', 'labels')})
     targets = torch.cat(rows, dim=0)
+    check_normalised_boxes('targets', targets[:, 2:6])
     max_boxes = max(len(r) for r in rows)
     return dict(inputs=inputs,
                 data_samples=dict(targets=targets, max_boxes=int(max_boxes),

@@ -82,6 +82,33 @@ def check_targets(targets, batch_size: int, num_classes: int,
     return targets
 
 
+# How far outside [0, 1] a normalised coordinate may lie: float rounding and
+# boxes a hair over the image edge (1 % is 6 pixels of a 640 input) pass;
+# pixel coordinates given where normalised ones are expected (> 1) do not.
+NORMALISED_BOX_TOL = 0.01
+
+
+def check_normalised_boxes(name: str, boxes: Tensor,
+                           tol: float = NORMALISED_BOX_TOL) -> None:
+    """``ValueError`` unless every value of ``boxes`` lies in
+    ``[-tol, 1 + tol]`` (NaN fails too).
+
+    ``boxes``: ``[..., 4]`` (cx, cy, w, h) normalised to the network input.
+    One host sync: callers run it with validation on, or on the CPU (the
+    data pipeline).
+    """
+    if boxes.numel() == 0:
+        return
+    inside = (boxes >= -tol) & (boxes <= 1 + tol)
+    if not bool(inside.all()):
+        bad = boxes[~inside]
+        raise ValueError(
+            f'{name} box coordinates (cx, cy, w, h) must be normalised to the '
+            f'input size, in [0, 1] (tolerance {tol}); got {bad.numel()} '
+            f'value(s) outside, e.g. {float(bad[0]):.4g}: pixel coordinates '
+            'or a broken label file?')
+
+
 def boxes_per_image(targets: Tensor, batch_size: int) -> Tensor:
     """``[B]`` long: the number of target rows of each image (no sync)."""
     batch_index = targets[:, 0].long()
