@@ -155,3 +155,32 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='label 5'):
         evaluate([_meta(0, [[0, 0, 5, 5]], [0])],
                  [_pred(0, [[0, 0, 5, 5]], [0.5], [5])])
+
+
+def test_images_without_an_id_are_refused_not_merged():
+    """Two images without ids used to be evaluated as one image (id -1):
+    a ValueError names img_id instead."""
+    metric = CocoMetric()
+    metric.dataset_meta = dict(classes=('a',))
+    no_id = [dict(_meta(0, [[0, 0, 10, 10]], [0]), img_id=-1)] * 2
+    preds = [_pred(0, [[0, 0, 10, 10]], [0.9], [0]) for _ in range(2)]
+    for pred in preds:
+        del pred['img_id']
+    with pytest.raises(ValueError, match='img_id >= 0.*got -1'):
+        metric.process(dict(data_samples=dict(metas=no_id)), preds)
+    missing = [{k: v for k, v in m.items() if k != 'img_id'} for m in no_id]
+    with pytest.raises(ValueError, match='img_id >= 0.*got None'):
+        metric.process(dict(data_samples=dict(metas=missing)), preds)
+    with pytest.raises(ValueError, match="got 'x'"):
+        metric.process(dict(data_samples=dict(metas=missing)),
+                       [dict(p, img_id='x') for p in preds])
+    # the first image of a batch is not kept when the second has no id
+    with pytest.raises(ValueError, match='got None'):
+        metric.process(dict(data_samples=dict(metas=[no_id[0], missing[1]])),
+                       [dict(preds[0], img_id=1), preds[1]])
+    assert metric.results == []
+    # the id may come from the prediction alone, as a numpy or tensor scalar
+    metric.process(dict(data_samples=dict(metas=missing)),
+                   [dict(preds[0], img_id=np.int64(3)),
+                    dict(preds[1], img_id=torch.tensor(4))])
+    assert [r['img_id'] for r in metric.results] == [3, 4]

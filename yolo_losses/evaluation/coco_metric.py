@@ -53,6 +53,10 @@ class CocoMetric(BaseMetric):
     """COCO-style box AP (pycocotools ``COCOeval``) of ``YOLODetector``
     predictions.
 
+    Every image needs its ``img_id`` (>= 0, in the prediction or the batch
+    metas); a missing one is a ``ValueError``, not a silent merge of the
+    images into one.
+
     Ground truth comes from ``ann_file`` when given (a COCO json, crowd
     regions handled as COCO does; labels map to its categories sorted by id,
     or by ``dataset_meta['classes']`` names), otherwise from the
@@ -91,25 +95,50 @@ class CocoMetric(BaseMetric):
         if len(metas) != len(data_samples):
             raise ValueError(f'{len(data_samples)} predictions for a batch of '
                              f'{len(metas)} images')
+        # every check before the first result is kept: a bad batch adds nothing
+        batch = []
         for pred, meta in zip(data_samples, metas):
             if not isinstance(pred, dict) or not {
                     'bboxes', 'scores', 'labels'} <= set(pred):
                 raise TypeError('CocoMetric needs predict dicts with bboxes, '
                                 f'scores and labels, got {type(pred).__name__}')
+            if self.ann_file is None and 'gt_bboxes' not in meta:
+                raise KeyError('CocoMetric without ann_file needs gt_bboxes '
+                               'and gt_labels in the batch metas '
+                               '(PackYOLOInputs puts them there)')
+            batch.append((self._image_id(pred, meta), pred, meta))
+        for img_id, pred, meta in batch:
             result = dict(
-                img_id=int(pred.get('img_id', meta.get('img_id', -1))),
+                img_id=img_id,
                 bboxes=_to_numpy(pred['bboxes']).astype(np.float64).reshape(-1, 4),
                 scores=_to_numpy(pred['scores']).astype(np.float64).reshape(-1),
                 labels=_to_numpy(pred['labels']).astype(np.int64).reshape(-1))
             if self.ann_file is None:
-                if 'gt_bboxes' not in meta:
-                    raise KeyError('CocoMetric without ann_file needs gt_bboxes '
-                                   'and gt_labels in the batch metas '
-                                   '(PackYOLOInputs puts them there)')
                 result.update(ori_shape=tuple(meta['ori_shape']),
                               gt_bboxes=_to_numpy(meta['gt_bboxes']),
                               gt_labels=_to_numpy(meta['gt_labels']))
             self.results.append(result)
+
+    @staticmethod
+    def _image_id(pred: dict, meta: dict) -> int:
+        """The image's id, from the prediction or else the batch meta.
+
+        Required: COCO evaluates per image id, so images without one
+        (``PackYOLOInputs`` writes -1 when the dataset gives none) would
+        be merged into one image and scored wrongly.
+        """
+        img_id = pred.get('img_id', meta.get('img_id'))
+        if hasattr(img_id, 'item') and getattr(img_id, 'ndim', 1) == 0:
+            img_id = img_id.item()  # a numpy or 0-d tensor scalar
+        if (isinstance(img_id, bool) or not isinstance(img_id, (int, np.integer))
+                or img_id < 0):
+            raise ValueError(
+                'CocoMetric needs an img_id >= 0 for every image (in the '
+                f'prediction or the batch metas), got {img_id!r}: images '
+                'without an id would be evaluated as one image. Give each '
+                "data_info of the dataset an 'img_id' (PackYOLOInputs passes "
+                'it on; -1 means the dataset gave none).')
+        return int(img_id)
 
     def _ground_truth(self, results: List[dict]):
         from pycocotools.coco import COCO
