@@ -196,7 +196,8 @@ PARAM_SCHEDULERS = Registry('parameter scheduler',
 EVALUATOR = Registry('evaluator', parent=MMENGINE_EVALUATOR, scope=SCOPE,
                      locations=['mmengine.evaluator'])
 VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS, scope=SCOPE,
-                       locations=['mmengine.visualization'])
+                       locations=['mmengine.visualization',
+                                  'yolo_losses.engine.visualizer'])
 VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS, scope=SCOPE,
                        locations=['mmengine.visualization'])
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS,

@@ -36,7 +36,13 @@ env_cfg = dict(
 
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
 log_level = 'INFO'
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+# mmengine's Visualizer with a TensorBoard switch: tensorboard=True (or
+# --cfg-options visualizer.tensorboard=True) also writes the logged scalars
+# as TensorBoard event files to WORK_DIR/<timestamp>/vis_data/; needs
+# `pip install tensorboard` (the package's `tensorboard` extra).
+visualizer = dict(type='YOLOVisualizer',
+                  vis_backends=[dict(type='LocalVisBackend')],
+                  tensorboard=False)
 randomness = dict(seed=0)
 load_from = None
 resume = False

@@ -6,6 +6,7 @@ from .checkpoint import (allow_checkpoint_globals, check_checkpoint_matches,
 from .ema import YOLOExpEMA
 from .hooks import CurvesHook, EpochSeedHook, ThroughputHook
 from .plotting import plot_runs, read_curves
+from .visualizer import YOLOVisualizer
 from .wrappers import CPUAmpOptimWrapper, YOLODistributedDataParallel
 
 allow_checkpoint_globals()
@@ -13,4 +14,5 @@ allow_checkpoint_globals()
 __all__ = ['YOLOExpEMA', 'CurvesHook', 'ThroughputHook', 'EpochSeedHook',
            'CPUAmpOptimWrapper', 'YOLODistributedDataParallel', 'plot_runs',
            'read_curves', 'allow_checkpoint_globals', 'checkpoint_safe_globals',
-           'check_checkpoint_matches', 'load_checkpoint_file']
+           'check_checkpoint_matches', 'load_checkpoint_file',
+           'YOLOVisualizer']
