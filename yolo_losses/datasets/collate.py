@@ -29,8 +29,9 @@ def yolo_collate(batch: Sequence[dict], size_divisor: int = SIZE_DIVISOR,
     The targets are checked here, once per batch on the CPU where it costs
     no sync, because training runs the losses with their value checks off:
     a box centre or size outside [0, 1] (beyond
-    ``ops.targets.NORMALISED_BOX_TOL``; boxes reaching past the image, e.g.
-    from a transform that does not clip) raises ``ValueError``.
+    ``ops.targets.NORMALISED_TOLERANCE``, the losses' tolerance; e.g. boxes
+    reaching far past the image from a transform that does not clip) raises
+    ``ValueError``.
     """
     if not isinstance(batch, (list, tuple)) or len(batch) == 0:
         raise ValueError('yolo_collate needs a non-empty list of samples, '
@@ -64,7 +65,7 @@ def yolo_collate(batch: Sequence[dict], size_divisor: int = SIZE_DIVISOR,
         metas.append({key: value for key, value in info.items()
                       if key not in ('bboxes', 'labels')})
     targets = torch.cat(rows, dim=0)
-    check_normalised_boxes('targets', targets[:, 2:6])
+    check_normalised_boxes('targets[:, 2:6]', targets[:, 2:6])
     max_boxes = max(len(r) for r in rows)
     return dict(inputs=inputs,
                 data_samples=dict(targets=targets, max_boxes=int(max_boxes),

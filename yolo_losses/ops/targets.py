@@ -42,6 +42,27 @@ class PaddedTargets(NamedTuple):
     order: Tensor
 
 
+def check_normalised_boxes(name: str, boxes: Tensor,
+                           tol: float = NORMALISED_TOLERANCE) -> None:
+    """``ValueError`` naming ``name`` unless every value of ``boxes`` lies in
+    ``[-tol, 1 + tol]`` (NaN fails too).
+
+    ``boxes``: ``[..., 4]`` (cx, cy, w, h) normalised to the network input.
+    One host sync: the losses run it with validation on, ``yolo_collate``
+    once per batch on the CPU.
+    """
+    if boxes.numel() == 0:
+        return
+    outside = ~((boxes >= -tol) & (boxes <= 1 + tol))
+    if bool(outside.any()):
+        worst = float(boxes[outside].abs().max())
+        raise ValueError(
+            f'{name} (cx, cy, w, h) must be normalised to the input size, '
+            f'i.e. in [0, 1] (tolerance {tol:g}); got a value of {worst:g}: '
+            'pixel coordinates? Divide x and w by the input width, y and h by '
+            'its height')
+
+
 def check_targets(targets, batch_size: int, num_classes: int,
                   validate: bool, name: str = 'targets') -> Tensor:
     """Shape checks always; value checks (one host sync) when ``validate``.
@@ -70,43 +91,8 @@ def check_targets(targets, batch_size: int, num_classes: int,
                 f'{name}[:, 1] (class id) must be integers in [0, {num_classes - 1}]')
         if bool((sizes < 0).any()):
             raise ValueError(f'{name}[:, 4:6] (w, h) must not be negative')
-        boxes = targets[:, 2:6]
-        outside = (boxes < -NORMALISED_TOLERANCE) | (boxes > 1 + NORMALISED_TOLERANCE)
-        if bool(outside.any()):
-            worst = float(boxes[outside].abs().max())
-            raise ValueError(
-                f'{name}[:, 2:6] (cx, cy, w, h) must be normalised to the input size, '
-                f'i.e. in [0, 1] (tolerance {NORMALISED_TOLERANCE:g}); got a value of '
-                f'{worst:g}: pixel coordinates? Divide x and w by the input width, '
-                f'y and h by its height')
+        check_normalised_boxes(f'{name}[:, 2:6]', targets[:, 2:6])
     return targets
-
-
-# How far outside [0, 1] a normalised coordinate may lie: float rounding and
-# boxes a hair over the image edge (1 % is 6 pixels of a 640 input) pass;
-# pixel coordinates given where normalised ones are expected (> 1) do not.
-NORMALISED_BOX_TOL = 0.01
-
-
-def check_normalised_boxes(name: str, boxes: Tensor,
-                           tol: float = NORMALISED_BOX_TOL) -> None:
-    """``ValueError`` unless every value of ``boxes`` lies in
-    ``[-tol, 1 + tol]`` (NaN fails too).
-
-    ``boxes``: ``[..., 4]`` (cx, cy, w, h) normalised to the network input.
-    One host sync: callers run it with validation on, or on the CPU (the
-    data pipeline).
-    """
-    if boxes.numel() == 0:
-        return
-    inside = (boxes >= -tol) & (boxes <= 1 + tol)
-    if not bool(inside.all()):
-        bad = boxes[~inside]
-        raise ValueError(
-            f'{name} box coordinates (cx, cy, w, h) must be normalised to the '
-            f'input size, in [0, 1] (tolerance {tol}); got {bad.numel()} '
-            f'value(s) outside, e.g. {float(bad[0]):.4g}: pixel coordinates '
-            'or a broken label file?')
 
 
 def boxes_per_image(targets: Tensor, batch_size: int) -> Tensor:
