@@ -134,3 +134,16 @@ def test_tensorboard_switch_writes_event_files(tmp_path):
     # 8 images / batch 4 = 2 iterations, logged every iteration; then val
     assert [e.step for e in accumulator.Scalars('loss')] == [1, 2]
     assert {'loss_box', 'lr', 'coco/bbox_mAP_50'} <= set(scalars)
+
+
+def test_tensorboard_backend_listed_by_hand_is_checked_too(monkeypatch,
+                                                           tmp_path):
+    monkeypatch.setitem(sys.modules, 'tensorboard', None)
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)
+    with pytest.raises(ModuleNotFoundError,
+                       match='a TensorboardVisBackend in visualizer.vis_backends '
+                             'needs the tensorboard package'):
+        train(DEFAULT_CONFIG, work_dir=str(tmp_path / 'work'), cfg_options={
+            'visualizer': dict(type='Visualizer', vis_backends=[
+                dict(type='TensorboardVisBackend')])})
+    assert not osp.exists(tmp_path / 'work')

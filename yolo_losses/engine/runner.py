@@ -101,8 +101,11 @@ def preflight(cfg: Config, checkpoint: Optional[str] = None,
     from ..registry import DATASETS, MODELS
     from .visualizer import check_tensorboard, tensorboard_requested
 
-    if tensorboard_requested(cfg.get('visualizer')):
-        check_tensorboard()
+    visualizer = cfg.get('visualizer')
+    if tensorboard_requested(visualizer):
+        check_tensorboard('visualizer.tensorboard=True'
+                          if visualizer.get('tensorboard') is True else
+                          'a TensorboardVisBackend in visualizer.vis_backends')
     if cfg.get('custom_imports'):
         from mmengine.utils import import_modules_from_strings
         import_modules_from_strings(**cfg.custom_imports)
