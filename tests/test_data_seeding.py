@@ -239,3 +239,22 @@ def test_killed_and_resumed_run_ends_bit_identical(tiny_config, uninterrupted,
         assert resumed[part].keys() == values.keys()
         for key, value in values.items():
             assert torch.equal(resumed[part][key], value), (part, key)
+
+
+def test_hook_warns_when_the_loader_workers_are_not_seeded_per_epoch():
+    from unittest import mock
+
+    from torch.utils.data import DataLoader
+
+    warned = []
+    logger = mock.Mock(warning=warned.append)
+    dataset = SyntheticShapesDataset(num_images=2, img_size=IMG)
+    plain = DataLoader(dataset, num_workers=1)
+    EpochSeedHook().before_train(SimpleNamespace(train_dataloader=plain,
+                                                 logger=logger))
+    assert len(warned) == 1 and 'epoch_worker_init_fn' in warned[0]
+    for loader in (_tiny_train_loader(num_workers=1, persistent=False),
+                   DataLoader(dataset, num_workers=0)):
+        EpochSeedHook().before_train(SimpleNamespace(train_dataloader=loader,
+                                                     logger=logger))
+    assert len(warned) == 1

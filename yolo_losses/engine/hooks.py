@@ -156,6 +156,9 @@ class EpochSeedHook(Hook):
 
     Augmentation then depends on ``(seed, epoch, rank, worker)`` only, with
     persistent workers or not, and resume reproduces the same training.
+    Written for epoch-based loops (mmengine's iteration-based loop calls
+    ``before_train_epoch`` once). It warns when the training loader has
+    workers but another ``worker_init_fn``.
     """
 
     priority = 'VERY_HIGH'
