@@ -220,3 +220,147 @@ def test_check_normalised_boxes_tolerance():
     with pytest.raises(ValueError, match=r'tolerance 0\.1\)'):
         check_normalised_boxes('t', torch.tensor([[1.2, 0.5, 0.1, 0.1]]), tol=0.1)
     check_normalised_boxes('t', torch.tensor([[1.05, 0.5, 0.1, 0.1]]), tol=0.1)
+
+
+# --- datasets and registries --------------------------------------------------
+
+def test_registries_resolve_our_and_mmcv_names(scope):
+    assert TRANSFORMS.build(dict(type='LetterResize', scale=32)).scale == (32, 32)
+    assert type(TRANSFORMS.build(dict(type='LoadImageFromFile'))).__module__ \
+        .startswith('mmcv')
+    assert FUNCTIONS.get('yolo_losses.yolo_collate') is yolo_collate
+    dataset = DATASETS.build(dict(type='SyntheticShapesDataset', num_images=3,
+                                  pipeline=TEST_PIPELINE))
+    assert isinstance(dataset, SyntheticShapesDataset)
+    with pytest.raises(KeyError, match='SyntheticShapesDataset'):
+        from yolo_losses.registry import DATASETS as OURS
+        OURS.build(dict(type='SyntheticShapeDataset'))
+
+
+def test_synthetic_dataset_items_follow_the_generator(scope):
+    dataset = SyntheticShapesDataset(num_images=4, split='val', seed=2,
+                                     img_size=80, pipeline=TEST_PIPELINE)
+    assert len(dataset) == 4
+    assert dataset.metainfo['classes'] == SHAPE_CLASSES
+    item = dataset[1]
+    img, boxes, labels = generate_sample(2, 'val', 1, img_size=80)
+    ratio = 96 / max(img.shape[:2])
+    sample = item['data_samples']
+    assert sample['scale'] == pytest.approx(ratio)
+    left, top = sample['pad']
+    expected = boxes * ratio + np.array([left, top, left, top], np.float32)
+    np.testing.assert_allclose(sample['bboxes'].numpy(),
+                               expected.clip(0, 96), rtol=0, atol=1e-4)
+    assert sample['labels'].tolist() == labels.tolist()
+    np.testing.assert_array_equal(sample['gt_bboxes'], boxes)
+    with pytest.raises(ValueError, match='num_images'):
+        SyntheticShapesDataset(num_images=-1)
+    with pytest.raises(ValueError, match='split'):
+        SyntheticShapesDataset(split='dev')
+
+
+def test_cached_synthetic_dataset_gives_the_generated_samples(scope):
+    cached = SyntheticShapesDataset(num_images=3, split='train', seed=4, img_size=64,
+                                    cache=True)
+    for index in range(3):
+        img, boxes, labels = generate_sample(4, 'train', index, img_size=64)
+        info = cached.get_data_info(index)
+        np.testing.assert_array_equal(info['img'], img)
+        assert [i['bbox'] for i in info['instances']] == boxes.tolist()
+        assert [i['bbox_label'] for i in info['instances']] == labels.tolist()
+        # a transform writing into the image must not reach the cache
+        info['img'][:] = 0
+        np.testing.assert_array_equal(cached.get_data_info(index)['img'], img)
+    # another instance with the same generation arguments (tools/train.py's
+    # preflight, then the Runner) reuses the generated images
+    again = SyntheticShapesDataset(num_images=3, split='train', seed=4, img_size=64,
+                                   cache=True)
+    assert again._samples is cached._samples
+    other = SyntheticShapesDataset(num_images=3, split='train', seed=5, img_size=64,
+                                   cache=True)
+    assert other._samples is not cached._samples
+    with pytest.raises(TypeError, match='cache'):
+        SyntheticShapesDataset(num_images=1, cache='yes')
+
+
+def test_export_then_coco_dataset_gives_the_same_samples(tmp_path, scope):
+    synthetic = SyntheticShapesDataset(num_images=5, split='val', seed=1,
+                                       img_size=64, pipeline=TEST_PIPELINE)
+    ann_file = export_coco(synthetic, str(tmp_path))
+    content = json.loads(open(ann_file).read())
+    assert [c['id'] for c in content['categories']] == [1, 2, 3, 4, 5]
+    img, boxes, labels = synthetic.sample(0)
+    first = [a for a in content['annotations'] if a['image_id'] == 0]
+    assert len(first) == len(boxes)
+    for ann, box, label in zip(first, boxes, labels):
+        assert ann['bbox'] == pytest.approx(
+            [box[0], box[1], box[2] - box[0], box[3] - box[1]])
+        assert ann['category_id'] == label + 1
+
+    coco = YOLOCocoDataset(
+        data_root=str(tmp_path), ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='images/val/'),
+        pipeline=[dict(type='LoadImageFromFile')] + TEST_PIPELINE)
+    assert coco.metainfo['classes'] == SHAPE_CLASSES
+    assert len(coco) == 5
+    for index in range(5):
+        a, b = synthetic[index], coco[index]
+        assert torch.equal(a['inputs'], b['inputs'])  # PNG is lossless
+        assert torch.equal(a['data_samples']['bboxes'], b['data_samples']['bboxes'])
+        assert torch.equal(a['data_samples']['labels'], b['data_samples']['labels'])
+        assert a['data_samples']['ori_shape'] == b['data_samples']['ori_shape']
+
+
+def _write_json(path, content):
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_coco_dataset_maps_classes_by_name_and_skips_crowds(tmp_path, scope):
+    (tmp_path / 'img').mkdir()
+    content = dict(
+        images=[dict(id=7, file_name='a.png', height=20, width=30)],
+        annotations=[
+            dict(id=1, image_id=7, category_id=9, bbox=[1, 2, 3, 4], iscrowd=0),
+            dict(id=2, image_id=7, category_id=4, bbox=[5, 5, 10, 10], iscrowd=0),
+            dict(id=3, image_id=7, category_id=4, bbox=[0, 0, 30, 20], iscrowd=1)],
+        categories=[dict(id=4, name='dog'), dict(id=9, name='cat')])
+    _write_json(tmp_path / 'ann.json', content)
+    dataset = YOLOCocoDataset(data_root=str(tmp_path), ann_file='ann.json',
+                              data_prefix=dict(img='img/'),
+                              metainfo=dict(classes=('cat', 'dog')))
+    info = dataset.get_data_info(0)
+    assert info['img_id'] == 7 and info['ori_shape'] == (20, 30)
+    assert [(i['bbox'], i['bbox_label']) for i in info['instances']] == [
+        ([1, 2, 4, 6], 0), ([5, 5, 15, 15], 1)]
+    default = YOLOCocoDataset(data_root=str(tmp_path), ann_file='ann.json')
+    assert default.metainfo['classes'] == ('dog', 'cat')  # by category id
+
+
+def test_coco_dataset_bad_inputs(tmp_path, scope):
+    with pytest.raises(FileNotFoundError, match='data_root'):
+        YOLOCocoDataset(data_root=str(tmp_path / 'missing'), ann_file='a.json')
+    with pytest.raises(FileNotFoundError, match='ann_file'):
+        YOLOCocoDataset(data_root=str(tmp_path), ann_file='a.json')
+    (tmp_path / 'broken.json').write_text('{"images": [')
+    with pytest.raises(ValueError, match='not valid JSON'):
+        YOLOCocoDataset(data_root=str(tmp_path), ann_file='broken.json')
+    _write_json(tmp_path / 'partial.json', dict(images=[]))
+    with pytest.raises(ValueError, match="not COCO format.*annotations"):
+        YOLOCocoDataset(data_root=str(tmp_path), ann_file='partial.json')
+    _write_json(tmp_path / 'badbox.json', dict(
+        images=[dict(id=1, file_name='x.png', height=4, width=4)],
+        annotations=[dict(id=1, image_id=1, category_id=1, bbox=[1, 2])],
+        categories=[dict(id=1, name='a')]))
+    with pytest.raises(ValueError, match='4-number bbox'):
+        YOLOCocoDataset(data_root=str(tmp_path), ann_file='badbox.json')
+    _write_json(tmp_path / 'ok.json', dict(
+        images=[dict(id=1, file_name='x.png', height=4, width=4)],
+        annotations=[], categories=[dict(id=1, name='a')]))
+    with pytest.raises(ValueError, match="classes \\['b'\\]"):
+        YOLOCocoDataset(data_root=str(tmp_path), ann_file='ok.json',
+                        metainfo=dict(classes=('b',)))
+    dataset = YOLOCocoDataset(data_root=str(tmp_path), ann_file='ok.json',
+                              pipeline=[dict(type='LoadImageFromFile')])
+    with pytest.raises(FileNotFoundError, match='x.png'):
+        dataset[0]
