@@ -22,7 +22,7 @@ HAS_CUDA = torch.cuda.is_available()
 
 import composite_cases  # noqa: E402
 import yolo_losses.kernels as kernels  # noqa: E402
-from yolo_losses.kernels import dispatch as fused_path  # noqa: E402
+from yolo_losses.losses import fused_path  # noqa: E402
 from yolo_losses.losses.cross_entropy_loss import CrossEntropyLoss  # noqa: E402
 from yolo_losses.losses.focal_loss import FocalLoss  # noqa: E402
 from yolo_losses.losses.gfocal_loss import QualityFocalLoss  # noqa: E402

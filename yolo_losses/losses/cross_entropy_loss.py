@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..kernels import check_fused_option, resolve_fused
-from ..kernels import dispatch as fused_path
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_tensor, resolve_validate
+from . import fused_path
 from .base import BaseLoss
 from ..validation import check_no_extra_kwargs, check_weight_broadcast
 from .utils import weighted_loss

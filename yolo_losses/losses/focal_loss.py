@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..kernels import check_fused_option, resolve_fused
-from ..kernels import dispatch as fused_path
 from ..registry import MODELS
 from ..validation import check_finite, check_range, check_tensor
-from .base import BaseLoss
+from . import fused_path
+from .base import SigmoidClassLoss
 from .utils import weighted_loss
 
 __all__ = ['sigmoid_focal_loss', 'focal_loss_with_prob', 'FocalLoss', 'per_prior_weight']
@@ -123,7 +122,7 @@ def per_prior_weight(weight, loss_shape: torch.Size) -> Tensor:
 
 
 @MODELS.register_module()
-class FocalLoss(BaseLoss):
+class FocalLoss(SigmoidClassLoss):
     """Sigmoid focal loss, mmdet 3.3's ``FocalLoss``.
 
     Args:
@@ -186,29 +185,24 @@ class FocalLoss(BaseLoss):
             if not bool(torch.isfinite(pos_weight).all() & (pos_weight >= 0).all()):
                 raise ValueError(
                     f'pos_weight must be finite and >= 0, got {pos_weight.tolist()}')
-        super().__init__(reduction, loss_weight, validate)
+        super().__init__(reduction, loss_weight, validate, fused)
         self.use_sigmoid = True
         self.gamma = float(gamma)
         self.alpha = float(alpha)
         self.activated = bool(activated)
-        self.fused = check_fused_option(fused)
         # A buffer so that .to(device) moves it; configuration, not state.
         self.register_buffer('pos_weight', pos_weight, persistent=False)
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        reduction = self.resolve_reduction(reduction_override)
-        check_tensor('pred', pred, floating=True)
+    # the call path (checks, validation, fused or PyTorch) is
+    # SigmoidClassLoss.forward; these are its FocalLoss parts
+
+    def _check_call(self, pred: Tensor, target: Tensor,
+                    weight: Optional[Tensor]) -> Optional[Tensor]:
         check_tensor('target', target)
         if pred.dim() == 0:
             raise ValueError('pred must have a class dimension, got a 0-d tensor')
         num_classes = pred.shape[-1]
-        is_label = target.dim() == pred.dim() - 1
-        if is_label:
+        if self._is_label(pred, target):
             if target.shape != pred.shape[:-1]:
                 raise ValueError(
                     f'target class ids must have shape {tuple(pred.shape[:-1])} '
@@ -229,35 +223,45 @@ class FocalLoss(BaseLoss):
             raise ValueError(
                 f'pos_weight has {self.pos_weight.numel()} values, pred has '
                 f'{num_classes} classes')
-        if self.validating:
-            check_finite('pred', pred)
-            if self.activated:
-                check_range('pred', pred, 0.0, 1.0, 'probabilities')
-            if is_label:
-                check_range('target', target, 0, num_classes,
-                            f'class ids (background = {num_classes})')
-            else:
-                check_finite('target', target)
-                check_range('target', target, 0.0, 1.0)
-            check_finite('weight', weight)
+        return weight
 
-        if resolve_fused(self.fused, 'FocalLoss', pred.device, fused_path.focal_unsupported(
-                pred, target, weight, self.pos_weight, self.activated)):
-            return self.loss_weight * fused_path.fused_sigmoid_focal(
-                pred, target, weight, reduction, avg_factor, self.gamma, self.alpha,
-                self.pos_weight, class_ids=is_label)
-        if is_label:
+    @staticmethod
+    def _is_label(pred: Tensor, target: Tensor) -> bool:
+        """Class ids ``[...]`` rather than targets of ``pred``'s shape."""
+        return target.dim() == pred.dim() - 1
+
+    def _check_target_values(self, pred: Tensor, target: Tensor) -> None:
+        if self._is_label(pred, target):
+            num_classes = pred.shape[-1]
+            check_range('target', target, 0, num_classes,
+                        f'class ids (background = {num_classes})')
+        else:
+            check_finite('target', target)
+            check_range('target', target, 0.0, 1.0)
+
+    def _fused_unsupported(self, pred: Tensor, target: Tensor,
+                           weight: Optional[Tensor]) -> Optional[str]:
+        return fused_path.focal_unsupported(pred, target, weight, self.pos_weight,
+                                            self.activated)
+
+    def _fused_loss(self, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                    reduction: str, avg_factor) -> Tensor:
+        return fused_path.fused_sigmoid_focal(
+            pred, target, weight, reduction, avg_factor, self.gamma, self.alpha,
+            self.pos_weight, class_ids=self._is_label(pred, target))
+
+    def _plain_loss(self, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                    reduction: str, avg_factor) -> Tensor:
+        if self._is_label(pred, target):
             # class id C (background) becomes the dropped last column
-            target = F.one_hot(target.long(), num_classes + 1)[..., :num_classes]
+            target = F.one_hot(target.long(), pred.shape[-1] + 1)[..., :pred.shape[-1]]
         if self.activated:
-            loss = focal_loss_with_prob(
+            return focal_loss_with_prob(
                 pred, target, weight, reduction=reduction, avg_factor=avg_factor,
                 gamma=self.gamma, alpha=self.alpha)
-        else:
-            loss = sigmoid_focal_loss(
-                pred, target, weight, reduction=reduction, avg_factor=avg_factor,
-                gamma=self.gamma, alpha=self.alpha, pos_weight=self.pos_weight)
-        return self.loss_weight * loss
+        return sigmoid_focal_loss(
+            pred, target, weight, reduction=reduction, avg_factor=avg_factor,
+            gamma=self.gamma, alpha=self.alpha, pos_weight=self.pos_weight)
 
     def extra_repr(self) -> str:
         extra = f', pos_weight={self.pos_weight.tolist()}' if self.pos_weight is not None else ''

@@ -22,13 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..kernels import check_fused_option, resolve_fused
-from ..kernels import dispatch as fused_path
 from ..registry import MODELS
-from ..validation import (check_finite, check_ndim, check_range,
-                          check_same_shape, check_tensor)
-from .base import BaseLoss
-from ..validation import check_weight_broadcast
+from ..validation import (check_finite, check_ndim, check_range, check_same_shape,
+                          check_tensor, check_weight_broadcast)
+from . import fused_path
+from .base import BaseLoss, SigmoidClassLoss
 from .utils import weighted_loss
 
 __all__ = ['quality_focal_loss', 'quality_focal_loss_with_prob',
@@ -164,7 +162,7 @@ def distribution_focal_loss(pred: Tensor, label: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class QualityFocalLoss(BaseLoss):
+class QualityFocalLoss(SigmoidClassLoss):
     """Quality focal loss, mmdet 3.3's ``QualityFocalLoss``.
 
     Args:
@@ -203,60 +201,31 @@ class QualityFocalLoss(BaseLoss):
                 '(use_sigmoid=True), as mmdet')
         if not beta >= 0:
             raise ValueError(f'beta must be >= 0, got {beta}')
-        super().__init__(reduction, loss_weight, validate)
+        super().__init__(reduction, loss_weight, validate, fused)
         self.use_sigmoid = True
         self.beta = float(beta)
         self.activated = bool(activated)
-        self.fused = check_fused_option(fused)
 
-    def forward(self,
-                pred: Tensor,
-                target: Union[Tensor, Sequence[Tensor]],
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        reduction = self.resolve_reduction(reduction_override)
-        check_tensor('pred', pred, floating=True)
+    # the call path (checks, validation, fused or PyTorch) is
+    # SigmoidClassLoss.forward; these are its QualityFocalLoss parts
+
+    def _check_call(self, pred: Tensor, target: Union[Tensor, Sequence[Tensor]],
+                    weight: Optional[Tensor]) -> Optional[Tensor]:
         if isinstance(target, Tensor):
-            self._check_tensor_target(pred, target)
+            if pred.dim() < 2:
+                raise ValueError(
+                    f'pred must be [N, C, ...] with classes on dimension 1, '
+                    f'got shape {tuple(pred.shape)}')
+            check_same_shape('pred', pred, 'target', target)
         elif isinstance(target, (tuple, list)):
             self._check_label_score(pred, target)
         else:
             raise TypeError(
                 'target must be a tensor or a pair (label, score), '
                 f'got {type(target).__name__}')
-        loss_shape = pred.shape[:1] + pred.shape[2:]
-        check_weight_broadcast(weight, loss_shape)
-        if self.validating:
-            check_finite('pred', pred)
-            if self.activated:
-                check_range('pred', pred, 0.0, 1.0, 'probabilities')
-            check_finite('weight', weight)
-        if resolve_fused(self.fused, 'QualityFocalLoss', pred.device,
-                         fused_path.quality_focal_unsupported(pred, target, weight,
-                                                              self.activated)):
-            return self.loss_weight * fused_path.fused_quality_focal(
-                pred, target, weight, reduction, avg_factor, self.beta)
-
-        kwargs = dict(reduction=reduction, avg_factor=avg_factor, beta=self.beta)
-        if isinstance(target, Tensor):
-            loss = quality_focal_loss_tensor_target(
-                pred, target, weight, activated=self.activated, **kwargs)
-        elif self.activated:
-            loss = quality_focal_loss_with_prob(pred, tuple(target), weight, **kwargs)
-        else:
-            loss = quality_focal_loss(pred, tuple(target), weight, **kwargs)
-        return self.loss_weight * loss
-
-    def _check_tensor_target(self, pred: Tensor, target: Tensor) -> None:
-        if pred.dim() < 2:
-            raise ValueError(
-                f'pred must be [N, C, ...] with classes on dimension 1, '
-                f'got shape {tuple(pred.shape)}')
-        check_same_shape('pred', pred, 'target', target)
-        if self.validating:
-            check_finite('target', target)
-            check_range('target', target, 0.0, 1.0, 'scores')
+        # the loss is summed over the classes (dimension 1)
+        check_weight_broadcast(weight, pred.shape[:1] + pred.shape[2:])
+        return weight
 
     def _check_label_score(self, pred: Tensor, target: Sequence) -> None:
         label, score = _split_label_score(target)
@@ -265,18 +234,45 @@ class QualityFocalLoss(BaseLoss):
         check_tensor('target score', score, floating=True)
         if label.is_floating_point() or label.dtype == torch.bool:
             raise TypeError(f'target label must be integer class ids, got {label.dtype}')
-        num_priors, num_classes = pred.shape
+        num_priors = pred.shape[0]
         if label.shape != (num_priors,):
             raise ValueError(
                 f'target label must have shape ({num_priors},), got {tuple(label.shape)}')
         if score.shape != (num_priors,):
             raise ValueError(
                 f'target score must have shape ({num_priors},), got {tuple(score.shape)}')
-        if self.validating:
-            check_range('target label', label, 0, num_classes,
-                        f'class ids (background = {num_classes})')
-            check_finite('target score', score)
-            check_range('target score', score, 0.0, 1.0, 'scores')
+
+    def _check_target_values(self, pred: Tensor,
+                             target: Union[Tensor, Sequence[Tensor]]) -> None:
+        if isinstance(target, Tensor):
+            check_finite('target', target)
+            check_range('target', target, 0.0, 1.0, 'scores')
+            return
+        label, score = target
+        num_classes = pred.shape[1]
+        check_range('target label', label, 0, num_classes,
+                    f'class ids (background = {num_classes})')
+        check_finite('target score', score)
+        check_range('target score', score, 0.0, 1.0, 'scores')
+
+    def _fused_unsupported(self, pred: Tensor, target, weight: Optional[Tensor]
+                           ) -> Optional[str]:
+        return fused_path.quality_focal_unsupported(pred, target, weight, self.activated)
+
+    def _fused_loss(self, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                    reduction: str, avg_factor) -> Tensor:
+        return fused_path.fused_quality_focal(pred, target, weight, reduction, avg_factor,
+                                              self.beta)
+
+    def _plain_loss(self, pred: Tensor, target, weight: Optional[Tensor],
+                    reduction: str, avg_factor) -> Tensor:
+        kwargs = dict(reduction=reduction, avg_factor=avg_factor, beta=self.beta)
+        if isinstance(target, Tensor):
+            return quality_focal_loss_tensor_target(
+                pred, target, weight, activated=self.activated, **kwargs)
+        if self.activated:
+            return quality_focal_loss_with_prob(pred, tuple(target), weight, **kwargs)
+        return quality_focal_loss(pred, tuple(target), weight, **kwargs)
 
     def extra_repr(self) -> str:
         return (f'beta={self.beta}, activated={self.activated}, '

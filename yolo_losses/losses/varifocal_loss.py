@@ -12,18 +12,17 @@ or by 1; only negatives are down-weighted, unlike the focal loss.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..kernels import check_fused_option, resolve_fused
-from ..kernels import dispatch as fused_path
 from ..registry import MODELS
-from ..validation import check_finite, check_range, check_same_shape, check_tensor
-from .base import BaseLoss
-from ..validation import check_weight_broadcast
+from ..validation import (check_finite, check_range, check_same_shape, check_tensor,
+                          check_weight_broadcast)
+from . import fused_path
+from .base import SigmoidClassLoss
 from .utils import weighted_loss
 
 __all__ = ['varifocal_loss', 'VarifocalLoss']
@@ -61,7 +60,7 @@ def varifocal_loss(pred: Tensor, target: Tensor, alpha: float = 0.75,
 
 
 @MODELS.register_module()
-class VarifocalLoss(BaseLoss):
+class VarifocalLoss(SigmoidClassLoss):
     """Varifocal loss, mmdet 3.3's ``VarifocalLoss``.
 
     Args:
@@ -101,38 +100,41 @@ class VarifocalLoss(BaseLoss):
             raise ValueError(f'alpha must be >= 0, got {alpha}')
         if not gamma >= 0:
             raise ValueError(f'gamma must be >= 0, got {gamma}')
-        super().__init__(reduction, loss_weight, validate)
+        super().__init__(reduction, loss_weight, validate, fused)
         self.use_sigmoid = True
         self.alpha = float(alpha)
         self.gamma = float(gamma)
         self.iou_weighted = bool(iou_weighted)
-        self.fused = check_fused_option(fused)
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        reduction = self.resolve_reduction(reduction_override)
-        check_tensor('pred', pred, floating=True)
+    # the call path (checks, validation, fused or PyTorch) is
+    # SigmoidClassLoss.forward; these are its VarifocalLoss parts (logits
+    # only: ``activated`` stays False)
+
+    def _check_call(self, pred: Tensor, target: Tensor,
+                    weight: Optional[Tensor]) -> Optional[Tensor]:
         check_tensor('target', target)
         check_same_shape('pred', pred, 'target', target)
         check_weight_broadcast(weight, pred.shape)
-        if self.validating:
-            check_finite('pred', pred)
-            check_finite('target', target)
-            check_range('target', target, 0.0, 1.0, 'scores')
-            check_finite('weight', weight)
-        if resolve_fused(self.fused, 'VarifocalLoss', pred.device,
-                         fused_path.varifocal_unsupported(pred, target, weight)):
-            return self.loss_weight * fused_path.fused_varifocal(
-                pred, target, weight, reduction, avg_factor, self.alpha, self.gamma,
-                self.iou_weighted)
-        loss = varifocal_loss(
+        return weight
+
+    def _check_target_values(self, pred: Tensor, target: Tensor) -> None:
+        check_finite('target', target)
+        check_range('target', target, 0.0, 1.0, 'scores')
+
+    def _fused_unsupported(self, pred: Tensor, target: Tensor,
+                           weight: Optional[Tensor]) -> Optional[str]:
+        return fused_path.varifocal_unsupported(pred, target, weight)
+
+    def _fused_loss(self, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                    reduction: str, avg_factor) -> Tensor:
+        return fused_path.fused_varifocal(pred, target, weight, reduction, avg_factor,
+                                          self.alpha, self.gamma, self.iou_weighted)
+
+    def _plain_loss(self, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                    reduction: str, avg_factor) -> Tensor:
+        return varifocal_loss(
             pred, target, weight, reduction=reduction, avg_factor=avg_factor,
             alpha=self.alpha, gamma=self.gamma, iou_weighted=self.iou_weighted)
-        return self.loss_weight * loss
 
     def extra_repr(self) -> str:
         return (f'alpha={self.alpha}, gamma={self.gamma}, '

@@ -1,6 +1,10 @@
 """The fused path of each sigmoid loss: which calls the kernel supports, and
 the call itself with mmdet's ``weight`` / ``reduction`` / ``avg_factor``.
 
+This module belongs to the losses (it applies their reduction,
+:mod:`yolo_losses.losses.utils`); :mod:`yolo_losses.kernels` holds only the
+kernels and the switch and imports nothing of the losses.
+
 Each ``*_unsupported`` function returns ``None`` when the kernel can run a
 (shape-checked) call, else a short reason; the losses pass it to
 :func:`yolo_losses.kernels.resolve_fused`. Supported, for every loss:
@@ -33,8 +37,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ..losses.utils import to_float32, weight_reduce_loss
 from ..validation import check_reduction
+from .utils import to_float32, weight_reduce_loss
 
 __all__ = ['bce_unsupported', 'focal_unsupported', 'varifocal_unsupported',
            'quality_focal_unsupported', 'fused_binary_cross_entropy', 'fused_sigmoid_focal',
@@ -74,7 +78,7 @@ def _reduced(pred: Tensor, target: Tensor, spec, *, labels: bool, weight: Option
              count: int, sum_classes: bool = False) -> Tensor:
     """Run the kernel and apply mmdet's reduction; ``count`` is the number of
     elements of the loss that ``'mean'`` divides by."""
-    from .elementwise import fused_elementwise_loss  # imports triton
+    from ..kernels.elementwise import fused_elementwise_loss  # imports triton
 
     check_reduction(reduction)
     if pred.numel() == 0:
@@ -114,7 +118,7 @@ def fused_binary_cross_entropy(pred: Tensor, target: Tensor, weight: Optional[Te
     (one-hot rows, never built; ids >= C are background) or dense targets of
     ``pred``'s shape; negative or ``ignore_index`` entries weigh 0; label
     smoothing after masking; ``weight`` per sample ``[*]`` with class ids."""
-    from .elementwise import BCE, LossSpec
+    from ..kernels.elementwise import BCE, LossSpec
 
     if class_ids and weight is not None and weight.shape == target.shape:
         weight = weight.unsqueeze(-1)  # one weight per sample, as mmdet
@@ -143,7 +147,7 @@ def fused_sigmoid_focal(pred: Tensor, target: Tensor, weight: Optional[Tensor],
                         pos_weight: Optional[Tensor], class_ids: bool) -> Tensor:
     """``sigmoid_focal_loss`` on the kernel; class ids ``[*]`` (C =
     background) become one-hot rows inside it."""
-    from .elementwise import FOCAL, LossSpec
+    from ..kernels.elementwise import FOCAL, LossSpec
 
     spec = LossSpec(FOCAL, gamma=gamma, alpha=alpha)
     return _reduced(pred, target, spec, labels=class_ids, weight=weight,
@@ -162,7 +166,7 @@ def fused_varifocal(pred: Tensor, target: Tensor, weight: Optional[Tensor], redu
                     avg_factor: AvgFactor, alpha: float, gamma: float,
                     iou_weighted: bool) -> Tensor:
     """``varifocal_loss`` on the kernel."""
-    from .elementwise import VARIFOCAL, LossSpec
+    from ..kernels.elementwise import VARIFOCAL, LossSpec
 
     spec = LossSpec(VARIFOCAL, gamma=gamma, alpha=alpha, iou_weighted=iou_weighted)
     return _reduced(pred, target, spec, labels=False, weight=weight, pos_weight=None,
@@ -189,7 +193,7 @@ def fused_quality_focal(pred: Tensor, target: Tensor, weight: Optional[Tensor],
     """``quality_focal_loss_tensor_target`` on the kernel: the loss of each
     prior is its sum over the classes, so ``weight`` (broadcasting to
     ``[N]``) weighs rows and ``'mean'`` divides by ``N``."""
-    from .elementwise import QUALITY_FOCAL, LossSpec
+    from ..kernels.elementwise import QUALITY_FOCAL, LossSpec
 
     if weight is not None and weight.dim() > 0:
         weight = weight.unsqueeze(-1)  # [N] or [1] -> one weight per row
