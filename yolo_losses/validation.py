@@ -5,49 +5,52 @@ infinite values, class ids out of range, negative sizes) need one
 host-device synchronisation, so they can be switched off:
 
 - per loss: ``validate=False`` in its config;
-- globally: ``yolo_losses.set_validation(False)`` or the environment
-  variable ``YOLO_LOSSES_VALIDATE=0`` (a training config sets
-  ``yolo_losses_validate = False``; ``tools/train.py`` applies it).
+- process-wide: ``yolo_losses.set_validation(False)`` or the environment
+  variable ``YOLO_LOSSES_VALIDATE=0``;
+- for a block of code: ``with yolo_losses.validation(False):`` (a training
+  config's ``yolo_losses_validate = False`` is applied this way for the run
+  by ``tools/train.py`` / ``tools/test.py``).
 
-A loss built with ``validate=None`` (the default) follows the global switch.
+A loss built with ``validate=None`` (the default) follows the switch.
+
+The switch is a process-wide default (``set_validation``, the environment
+variable) plus a per-context override (``with validation(False):``, a
+:class:`contextvars.ContextVar`): one thread's block never changes what
+another thread sees (:mod:`yolo_losses.switches`).
 """
 from __future__ import annotations
 
-import contextlib
-import os
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-_global_validate = os.environ.get('YOLO_LOSSES_VALIDATE', '1').lower() not in (
-    '0', 'false', 'no', 'off')
+from .switches import Switch
+
+_switch = Switch('validation', 'YOLO_LOSSES_VALIDATE')
 
 
 def set_validation(enabled: bool) -> None:
-    """Turn value validation on or off for every loss built with
-    ``validate=None``."""
-    global _global_validate
-    _global_validate = bool(enabled)
+    """Set the process-wide default of value validation for every loss
+    built with ``validate=None`` (also the calling context's value when it
+    is inside ``with validation(...)``)."""
+    _switch.set_default(enabled)
 
 
 def validation_enabled() -> bool:
-    return _global_validate
+    """Whether value checks run in the calling context (its
+    ``validation(...)`` override, else the process default)."""
+    return _switch.enabled()
 
 
-@contextlib.contextmanager
-def validation(enabled: bool) -> Iterator[None]:
-    """Context manager that sets the global switch temporarily."""
-    previous = _global_validate
-    set_validation(enabled)
-    try:
-        yield
-    finally:
-        set_validation(previous)
+def validation(enabled: bool):
+    """Context manager: value checks on or off in the calling thread / task
+    until the block exits; other threads keep the process default."""
+    return _switch.override(enabled)
 
 
 def resolve_validate(validate: Optional[bool]) -> bool:
-    return _global_validate if validate is None else bool(validate)
+    return _switch.enabled() if validate is None else bool(validate)
 
 
 # --- checks that never synchronise -----------------------------------------

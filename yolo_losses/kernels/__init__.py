@@ -11,7 +11,7 @@ Which path runs:
 
 - ``fused=False`` on a loss: always PyTorch.
 - ``fused=True``: the kernel; a call it cannot run (see
-  :func:`yolo_losses.kernels.dispatch` for the supported cases) raises a
+  :mod:`yolo_losses.losses.fused_path` for the supported cases) raises a
   ``ValueError`` naming what is unsupported, and a missing Triton or a CPU
   tensor outside the Triton interpreter (``TRITON_INTERPRET=1``) a
   ``RuntimeError``.
@@ -21,56 +21,57 @@ Which path runs:
   compiler generates its own fused kernel from the plain PyTorch graph, and
   our kernels' ``autograd.Function`` would only be an opaque call in it.
 
-The global switch, for the training config: :func:`set_fused` (``False``
-turns the fast path off for every loss built with ``fused=None``), or the
-environment variable ``YOLO_LOSSES_FUSED=0`` read at import. An explicit
-``fused=True``/``False`` on a loss wins over the switch, as ``validate`` does
-over :func:`yolo_losses.set_validation`.
+The switch of auto mode: a process-wide default, :func:`set_fused` or the
+environment variable ``YOLO_LOSSES_FUSED=0`` read at import (``False`` turns
+the fast path off for every loss built with ``fused=None``), and a
+per-context override, ``with fused(False):``, that holds only in the thread
+(or asyncio task) that entered it (a training config's ``yolo_losses_fused``
+is applied this way for the run). An explicit ``fused=True``/``False`` on a
+loss wins over the switch, as ``validate`` does over
+:func:`yolo_losses.set_validation`.
 
 Triton is optional (``pip install triton``); nothing here imports it until
 a fused call is about to run.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
+
+from ..switches import Switch
 
 __all__ = ['set_fused', 'fused_enabled', 'fused', 'triton_available',
            'interpreter_enabled', 'resolve_fused']
 
 
+_switch = Switch('fused', 'YOLO_LOSSES_FUSED')
+
+
 def _env_switch() -> bool:
-    value = os.environ.get('YOLO_LOSSES_FUSED', '1').strip().lower()
-    return value not in ('0', 'false', 'off', 'no')
-
-
-_global_fused = _env_switch()
+    """The default that ``YOLO_LOSSES_FUSED`` gives (unset: on)."""
+    return _switch.read_env()
 
 
 def set_fused(enabled: bool) -> None:
-    """Turn the fused kernels on or off for every loss built with
-    ``fused=None`` (the training config's switch)."""
-    global _global_fused
-    _global_fused = bool(enabled)
+    """Set the process-wide default of the fused kernels for every loss
+    built with ``fused=None`` (also the calling context's value when it is
+    inside ``with fused(...)``)."""
+    _switch.set_default(enabled)
 
 
 def fused_enabled() -> bool:
-    return _global_fused
+    """Whether auto mode may use the kernels in the calling context (its
+    ``fused(...)`` override, else the process default)."""
+    return _switch.enabled()
 
 
-@contextlib.contextmanager
-def fused(enabled: bool) -> Iterator[None]:
-    """Context manager that sets the global switch temporarily."""
-    previous = _global_fused
-    set_fused(enabled)
-    try:
-        yield
-    finally:
-        set_fused(previous)
+def fused(enabled: bool):
+    """Context manager: the fused kernels on or off in the calling thread /
+    task until the block exits; other threads keep the process default."""
+    return _switch.override(enabled)
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,7 +107,7 @@ def resolve_fused(fused: Optional[bool], loss_name: str, device: torch.device,
     if fused is False:
         return False
     if fused is None:  # the interpreter is for tests: auto never picks it
-        return (_global_fused and unsupported is None and device.type == 'cuda'
+        return (_switch.enabled() and unsupported is None and device.type == 'cuda'
                 and not torch.compiler.is_compiling() and triton_available())
     runnable = device.type == 'cuda' or interpreter_enabled()
     if unsupported is not None:
