@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import warnings
 from importlib import metadata
-from typing import Any, Callable, Iterable, List, Optional
+from importlib import import_module
+from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
@@ -126,11 +127,47 @@ def _with_suggestions(build: Callable) -> Callable:
 
 
 class PluginRegistry(Registry):
-    """mmengine ``Registry`` that also imports the installed plugins."""
+    """mmengine ``Registry`` that also imports the installed plugins, and
+    imports the training stack only for a name the losses do not hold.
+
+    ``locations`` are imported on first lookup, as mmengine does (here: the
+    losses). ``training_locations`` (the detectors, the engine's modules)
+    are imported only when a lookup by name misses in this registry's own
+    table after that, e.g. ``MODELS.build(dict(type='YOLODetector'))``, or
+    when :meth:`import_training_stack` is called (the training registries
+    and the Runner). So building or calling a loss never imports cv2, mmcv's
+    transforms, matplotlib or pycocotools, and building a detector by name
+    still works from a fresh interpreter.
+    """
+
+    def __init__(self, *args, training_locations: Sequence[str] = (),
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._training_locations = list(training_locations)
+        self._training_imported = not self._training_locations
 
     def import_from_location(self) -> None:
         super().import_from_location()
         load_plugins()
+
+    def import_training_stack(self) -> None:
+        """Import ``training_locations`` (once)."""
+        if self._training_imported:
+            return
+        self._training_imported = True
+        for location in self._training_locations:
+            import_module(location)
+
+    def get(self, key: str) -> Any:
+        if not self._training_imported and isinstance(key, str):
+            self.import_from_location()
+            scope, name = self.split_scope_key(key)
+            # a name of our scope that the losses do not hold: look in the
+            # training stack before falling back to the parents, so the
+            # lookup order is what it is with everything imported
+            if scope in (None, self.scope) and name not in self._module_dict:
+                self.import_training_stack()
+        return super().get(key)
 
 
 MODELS = PluginRegistry(
@@ -138,8 +175,8 @@ MODELS = PluginRegistry(
     parent=MMENGINE_MODELS,
     scope=SCOPE,
     build_func=_with_suggestions(build_model_from_cfg),
-    locations=['yolo_losses.losses', 'yolo_losses.models',
-               'yolo_losses.engine'])
+    locations=['yolo_losses.losses'],
+    training_locations=['yolo_losses.models', 'yolo_losses.engine'])
 
 TASK_UTILS = PluginRegistry(
     'task util',
