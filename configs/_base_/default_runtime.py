@@ -3,7 +3,8 @@ default_scope = 'yolo_losses'
 
 # Value checks inside the losses cost one host sync each; the data pipeline
 # already guarantees finite, in-range targets, so training runs without them.
-# tools/train.py applies this with yolo_losses.set_validation.
+# tools/train.py and tools/test.py apply it for the run only (as
+# `with yolo_losses.validation(False):`; the process default stays).
 yolo_losses_validate = False
 # The fast path: fused Triton kernels for the element-wise losses, on CUDA
 # when Triton imports (a CPU always runs the PyTorch path). False turns it off.

@@ -2,16 +2,23 @@
 
 PyTorch >= 2.6 loads with ``weights_only=True`` by default and refuses any
 global it does not know; mmengine 0.10.7 checkpoints hold a few (the message
-hub's ``HistoryBuffer`` with its numpy arrays). ``allow_checkpoint_globals()``
-allow-lists exactly those with ``torch.serialization.add_safe_globals`` so
-``runner.resume`` / ``load_checkpoint`` work; nothing is ever loaded with
+hub's ``HistoryBuffer`` with its numpy arrays). ``checkpoint_globals()``
+allow-lists exactly those, as a context around the loads this stack makes
+(``load_checkpoint_file`` and the Runner's ``load_from`` / resume, see
+``engine.runner.YOLORunner``), so they work and nothing is ever loaded with
 ``weights_only=False``.
+
+torch's allow-list is process-wide; it is extended only for the duration of
+those loads and restored after, so a user's own ``torch.load`` elsewhere in
+the process never sees these entries, and importing the package changes
+nothing (issue 12).
 """
 from __future__ import annotations
 
+import contextlib
 import os.path as osp
 import pickle
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 import torch
@@ -65,20 +72,37 @@ def numpy_dtype_classes() -> List[Any]:
     return [type(np.dtype(np.float64)), type(np.dtype(np.int64))]
 
 
-def allow_checkpoint_globals() -> None:
-    """Allow-list ``checkpoint_safe_globals()`` for ``weights_only`` loads."""
-    add = getattr(torch.serialization, 'add_safe_globals', None)
-    if add is not None:  # torch < 2.4 has no allow-list (nor the default)
-        add(checkpoint_safe_globals())
+@contextlib.contextmanager
+def checkpoint_globals() -> Iterator[None]:
+    """Allow-list ``checkpoint_safe_globals()`` for the ``weights_only``
+    loads inside the block; on exit the allow-list is what it was (entries
+    that were already there stay)."""
+    serialization = torch.serialization
+    if not hasattr(serialization, 'get_safe_globals'):  # torch < 2.4: no allow-list
+        yield
+        return
+    present = serialization.get_safe_globals()
+    added = [g for g in checkpoint_safe_globals() if g not in present]
+    if hasattr(serialization, 'safe_globals'):  # torch >= 2.5
+        with serialization.safe_globals(added):
+            yield
+        return
+    serialization.add_safe_globals(added)  # torch 2.4: add, then take back
+    try:
+        yield
+    finally:
+        kept = [g for g in serialization.get_safe_globals() if g not in added]
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(kept)
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
     """``torch.load(path, weights_only=True)`` on the CPU, with clear errors."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    allow_checkpoint_globals()
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with checkpoint_globals():
+            return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:
         raise ValueError(f'checkpoint {path!r} could not be loaded with '
                          f'weights_only=True: {err}') from err

@@ -7,17 +7,19 @@ already writes into the work dir: a failed command leaves it untouched.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
 
-from .. import set_validation
-from ..kernels import set_fused
-from .checkpoint import allow_checkpoint_globals, check_checkpoint_matches
+from ..kernels import fused, set_fused
+from ..validation import set_validation, validation
+from .checkpoint import check_checkpoint_matches, checkpoint_globals
 
 # Top-level keys mmengine's Runner.from_cfg (and Runner itself) read, plus
 # this package's own.
@@ -32,21 +34,51 @@ RUNNER_KEYS = (
     'custom_imports', 'yolo_losses_validate', 'yolo_losses_fused')
 
 
+def _loss_switch_values(cfg: Config) -> Dict[str, bool]:
+    values = {}
+    for key in ('yolo_losses_validate', 'yolo_losses_fused'):
+        value = cfg.get(key, True)
+        if not isinstance(value, bool):
+            raise TypeError(f'config key {key} must be True or False, got {value!r}')
+        values[key] = value
+    return values
+
+
 def apply_loss_switches(cfg: Config) -> None:
-    """The config's process-wide switches of the losses.
+    """Set the process defaults of the losses' switches from the config.
 
     ``yolo_losses_validate`` (default True): the losses' value checks
     (:func:`yolo_losses.set_validation`). ``yolo_losses_fused`` (default
     True): the fused Triton kernels of the element-wise losses, used on CUDA
     when Triton imports; False keeps every loss on its PyTorch path
-    (:func:`yolo_losses.kernels.set_fused`).
+    (:func:`yolo_losses.kernels.set_fused`). ``train`` and ``test`` use
+    :func:`loss_switches` instead, which leaves the defaults alone.
     """
-    for key in ('yolo_losses_validate', 'yolo_losses_fused'):
-        value = cfg.get(key, True)
-        if not isinstance(value, bool):
-            raise TypeError(f'config key {key} must be True or False, got {value!r}')
-    set_validation(cfg.get('yolo_losses_validate', True))
-    set_fused(cfg.get('yolo_losses_fused', True))
+    values = _loss_switch_values(cfg)
+    set_validation(values['yolo_losses_validate'])
+    set_fused(values['yolo_losses_fused'])
+
+
+@contextlib.contextmanager
+def loss_switches(cfg: Config) -> Iterator[None]:
+    """The config's switches (see :func:`apply_loss_switches`) as overrides
+    of the calling context for the duration of the block: a run changes
+    nothing for other threads, and after it the process is as before."""
+    values = _loss_switch_values(cfg)
+    with validation(values['yolo_losses_validate']), \
+            fused(values['yolo_losses_fused']):
+        yield
+
+
+class YOLORunner(Runner):
+    """mmengine's ``Runner`` whose checkpoint loads (``load_from``,
+    ``resume``) run inside :func:`checkpoint_globals`: the few globals an
+    mmengine checkpoint holds are allow-listed for ``weights_only`` during
+    those loads only, never for the rest of the process."""
+
+    def load_or_resume(self) -> None:
+        with checkpoint_globals():
+            return super().load_or_resume()
 
 
 def check_config_keys(cfg: Config) -> None:
@@ -124,10 +156,27 @@ def preflight(cfg: Config, checkpoint: Optional[str] = None,
                 raise ValueError(f'{name}.dataset is empty')
 
 
-def _setup_distributed(cfg: Config, launcher: str) -> None:
+def check_launcher(launcher: str) -> None:
+    """The launcher is one this machine can run, before anything is built.
+
+    mmengine's slurm launcher binds each task to a GPU
+    (``torch.cuda.set_device``; without ``SLURM_LOCALID`` it divides by the
+    GPU count): without CUDA it would fail deep inside mmengine, so say so
+    here. On CPUs, start the processes with ``torchrun`` (inside ``srun``
+    if you like) and ``--launcher pytorch``, which uses gloo.
+    """
     if launcher not in ('none', 'pytorch', 'slurm'):
         raise ValueError(
             f'launcher must be none, pytorch or slurm, got {launcher!r}')
+    if launcher == 'slurm' and not torch.cuda.is_available():
+        raise RuntimeError(
+            '--launcher slurm needs CUDA GPUs (mmengine\'s slurm launcher binds '
+            'each task to one) and none is available; on CPUs run the tasks '
+            'with torchrun and --launcher pytorch (gloo backend)')
+
+
+def _setup_distributed(cfg: Config, launcher: str) -> None:
+    check_launcher(launcher)
     cfg.launcher = launcher
     if launcher == 'none':
         return
@@ -175,9 +224,9 @@ def train(config: str, work_dir: Optional[str] = None, amp: bool = False,
     ``resume``: None (fresh run), 'auto' (latest checkpoint of the work
     dir) or a checkpoint path.
     """
-    from mmengine.runner import Runner, find_latest_checkpoint
+    from mmengine.runner import find_latest_checkpoint
 
-    allow_checkpoint_globals()
+    check_launcher(launcher)
     cfg = load_config(config, cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(config)
     checkpoint = None
@@ -195,11 +244,11 @@ def train(config: str, work_dir: Optional[str] = None, amp: bool = False,
         checkpoint = cfg.load_from
     if amp:
         _apply_amp(cfg)
-    apply_loss_switches(cfg)
-    preflight(cfg, checkpoint)
-    _setup_distributed(cfg, launcher)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    with loss_switches(cfg):
+        preflight(cfg, checkpoint)
+        _setup_distributed(cfg, launcher)
+        runner = YOLORunner.from_cfg(cfg)
+        runner.train()
     return runner
 
 
@@ -212,24 +261,22 @@ def test(config: str, checkpoint: str, work_dir: Optional[str] = None,
     Also saves a grid of predictions on the first ``grid_images`` test
     images as ``WORK_DIR/<grid_file>`` (PNG).
     """
-    from mmengine.runner import Runner
-
-    allow_checkpoint_globals()
+    check_launcher(launcher)
     cfg = load_config(config, cfg_options)
     cfg.work_dir = work_dir or cfg.get('work_dir') or default_work_dir(config)
     cfg.load_from = checkpoint
     cfg.resume = False
-    apply_loss_switches(cfg)
-    preflight(cfg, checkpoint, loaders=('test_dataloader',))
-    _setup_distributed(cfg, launcher)
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
-    if grid_file and runner.rank == 0:
-        from .visualize import save_prediction_grid
-        path = osp.join(cfg.work_dir, grid_file)
-        save_prediction_grid(runner.model, runner.test_dataloader, path,
-                             grid_images)
-        runner.logger.info(f'prediction grid saved to {path}')
+    with loss_switches(cfg):
+        preflight(cfg, checkpoint, loaders=('test_dataloader',))
+        _setup_distributed(cfg, launcher)
+        runner = YOLORunner.from_cfg(cfg)
+        metrics = runner.test()
+        if grid_file and runner.rank == 0:
+            from .visualize import save_prediction_grid
+            path = osp.join(cfg.work_dir, grid_file)
+            save_prediction_grid(runner.model, runner.test_dataloader, path,
+                                 grid_images)
+            runner.logger.info(f'prediction grid saved to {path}')
     return metrics
 
 
