@@ -381,3 +381,18 @@ def test_sigmoid_family_shares_one_call_path(cls, monkeypatch):
     monkeypatch.setattr(SigmoidClassLoss, 'forward', spy)
     cls()(torch.randn(4, 3), torch.rand(4, 3))
     assert calls == [cls.__name__]
+
+
+def test_override_is_traceable_by_torch_compile():
+    """``torch.compile`` cannot read a ContextVar; the switch mirrors the
+    override where it can, so a ``validate=None`` loss compiles as one graph
+    inside ``with validation(False)`` (and recompiles when it changes)."""
+    loss = FocalLoss()
+    compiled = torch.compile(loss, fullgraph=True, backend='eager')
+    pred, target = torch.randn(6, 4), torch.rand(6, 4)
+    with yolo_losses.validation(False), yolo_losses.fused(False):
+        assert torch.allclose(compiled(pred, target), loss(pred, target))
+    nan_pred = pred.clone()
+    nan_pred[0, 0] = float('nan')
+    with yolo_losses.validation(False):
+        assert torch.isnan(compiled(nan_pred, target))  # no check ran

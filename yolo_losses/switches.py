@@ -15,13 +15,23 @@ default plus a per-context override.
 ``set_*`` called inside a ``with`` block also changes that block's value in
 the calling context (the caller sees its own change at once); the block's
 exit restores the value it had replaced, and the new process default stays.
+
+``torch.compile`` cannot trace ``ContextVar.get`` (a graph break, an error
+with ``fullgraph=True``), so the override is mirrored in a
+``threading.local`` that the compiler reads and guards on (a change
+recompiles). The two agree except for asyncio tasks of one thread whose
+override blocks interleave: a compiled loss there sees the thread's last
+entered block.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import os
+import threading
 from typing import Iterator, Optional
+
+import torch
 
 __all__ = ['Switch']
 
@@ -44,6 +54,7 @@ class Switch:
         self._default = self.read_env()
         self._override: contextvars.ContextVar[Optional[bool]] = \
             contextvars.ContextVar(f'yolo_losses_{name}', default=None)
+        self._traced = threading.local()  # the override, for torch.compile
 
     def read_env(self) -> bool:
         """The default the environment variable gives (unset: on)."""
@@ -61,20 +72,28 @@ class Switch:
         self._default = enabled
         if self._override.get() is not None:
             self._override.set(enabled)
+            self._traced.value = enabled
 
     def enabled(self) -> bool:
         """The value in the calling context: its override, else the default."""
-        override = self._override.get()
+        if torch.compiler.is_compiling():
+            override = getattr(self._traced, 'value', None)
+        else:
+            override = self._override.get()
         return self._default if override is None else override
 
     @contextlib.contextmanager
     def override(self, enabled: bool) -> Iterator[None]:
         """Set the value for the calling context until the block exits."""
-        token = self._override.set(_as_bool(self.name, enabled))
+        enabled = _as_bool(self.name, enabled)
+        token = self._override.set(enabled)
+        traced_before = getattr(self._traced, 'value', None)
+        self._traced.value = enabled
         try:
             yield
         finally:
             self._override.reset(token)
+            self._traced.value = traced_before
 
 
 def _as_bool(name: str, value) -> bool:

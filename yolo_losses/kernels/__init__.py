@@ -107,8 +107,8 @@ def resolve_fused(fused: Optional[bool], loss_name: str, device: torch.device,
     if fused is False:
         return False
     if fused is None:  # the interpreter is for tests: auto never picks it
-        return (_switch.enabled() and unsupported is None and device.type == 'cuda'
-                and not torch.compiler.is_compiling() and triton_available())
+        return (not torch.compiler.is_compiling() and _switch.enabled()
+                and unsupported is None and device.type == 'cuda' and triton_available())
     runnable = device.type == 'cuda' or interpreter_enabled()
     if unsupported is not None:
         raise ValueError(f'{loss_name}(fused=True) cannot run this call on the fused '
