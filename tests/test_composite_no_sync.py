@@ -542,3 +542,73 @@ def test_channels_last_head_outputs_give_the_same_losses(case):
     total(got).backward()
     for plain, last in zip(preds, nhwc):
         torch.testing.assert_close(last.grad, plain.grad, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------
+# End-to-end losses and reg_max 1 (YOLO26, YOLOv10)
+# ----------------------------------------------------------------------------
+
+def _point_levels(rng: np.random.Generator, reg_max: int) -> List[torch.Tensor]:
+    channels = 4 * reg_max + NUM_CLASSES
+    return [torch.from_numpy(rng.normal(0.0, 1.0, (BATCH, channels, IMG // s, IMG // s))
+                             .astype(np.float32)).requires_grad_() for s in (8, 16, 32)]
+
+
+def _e2e_cfg(reg_max: int, schedule: str) -> dict:
+    one2one = dict(type='YOLOv8Loss', num_classes=NUM_CLASSES, reg_max=reg_max,
+                   assigner=dict(type='TaskAlignedAssigner', topk=7, topk2=1))
+    return dict(type='E2ELoss', schedule=schedule, num_epochs=10,
+                one2many=dict(type='YOLOv8Loss', num_classes=NUM_CLASSES, reg_max=reg_max),
+                one2one=one2one)
+
+
+E2E_VARIANTS = {
+    'yolo26': (_e2e_cfg(1, 'progressive'), 1),
+    'yolov10': (_e2e_cfg(16, 'constant'), 16),
+}
+
+
+@pytest.mark.parametrize('targets_kind', list(TARGET_KINDS))
+@pytest.mark.parametrize('variant', list(E2E_VARIANTS))
+def test_e2e_fast_path_has_no_host_sync(variant, targets_kind):
+    cfg, reg_max = E2E_VARIANTS[variant]
+    loss = build_loss(dict(cfg, validate=False))
+    loss.set_epoch(4)                       # host-side, before the step
+    loss.set_class_weights([0.5, 1.0, 2.0])
+    rng = np.random.default_rng(list(E2E_VARIANTS).index(variant))
+    preds = dict(one2many=_point_levels(rng, reg_max), one2one=_point_levels(rng, reg_max))
+    targets = make_targets(rng, TARGET_KINDS[targets_kind])
+    with NoHostSync(targets.device):
+        losses = loss(preds, targets, img_size=(IMG, IMG), max_boxes=MAX_BOXES)
+        total(losses).backward()
+    distance = 'loss_l1' if reg_max == 1 else 'loss_dfl'
+    assert set(losses) == {f'{k}_{b}' for k in ('loss_box', 'loss_cls', distance)
+                           for b in ('o2m', 'o2o')}
+    assert all(torch.isfinite(v) for v in losses.values())
+    for branch in preds.values():
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in branch)
+
+
+def test_reg_max_1_and_class_weights_have_no_host_sync():
+    loss = build_loss(dict(type='YOLOv8Loss', num_classes=NUM_CLASSES, reg_max=1,
+                           class_weights=[2.0, 0.5, 1.0], validate=False,
+                           assigner=dict(type='TaskAlignedAssigner', topk=7, topk2=2)))
+    rng = np.random.default_rng(31)
+    preds = _point_levels(rng, 1)
+    targets = make_targets(rng, [3, 4])
+    with NoHostSync(targets.device):
+        losses = loss(preds, targets, max_boxes=MAX_BOXES)
+        total(losses).backward()
+    assert set(losses) == {'loss_box', 'loss_cls', 'loss_l1'}
+    assert all(torch.isfinite(p.grad).all() for p in preds)
+
+
+def test_e2e_validation_on_is_seen_by_the_guard():
+    cfg, reg_max = E2E_VARIANTS['yolo26']
+    loss = build_loss(dict(cfg, validate=True))
+    rng = np.random.default_rng(32)
+    preds = dict(one2many=_point_levels(rng, reg_max), one2one=_point_levels(rng, reg_max))
+    targets = make_targets(rng, [2, 1])
+    with pytest.raises(HostSyncError):
+        with NoHostSync(targets.device):
+            loss(preds, targets, max_boxes=MAX_BOXES)
