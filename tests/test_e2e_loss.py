@@ -753,3 +753,34 @@ def test_buffers_and_registry():
     assert loss.state_dict()['epoch'].dtype == torch.long
     assert {'epoch', 'num_epochs'} <= set(dict(loss.named_buffers()))
     assert yolo_losses.MODELS.get('E2ELoss') is E2ELoss
+
+
+@pytest.mark.parametrize('weights', [None, [0.5, 2.0, 0.0]])
+@pytest.mark.parametrize('reg_max', [1, 16])
+def test_one_hot_bce_equals_the_dense_class_part(reg_max, weights):
+    # The default class part runs on the assigner's sparse targets; a part
+    # config with the neutral positive-class weight 1 takes the part's dense
+    # path: the same loss and gradient (float64, round-off only).
+    name = 'r1_class_weights' if reg_max == 1 else 'r16_class_weights'
+    (levels,), targets = make_case(**V8_CASES[name][0])
+    targets = torch.from_numpy(targets).double()
+    sparse = YOLOv8Loss(num_classes=3, reg_max=reg_max, class_weights=weights)
+    dense = YOLOv8Loss(num_classes=3, reg_max=reg_max, class_weights=weights,
+                       loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                     class_weight=[1.0, 1.0, 1.0], loss_weight=0.5))
+    assert sparse._one_hot_bce and not dense._one_hot_bce
+    results = []
+    for loss in (sparse, dense):
+        preds = leaves(levels, torch.float64)
+        out = loss(preds, targets)
+        out['loss_cls'].backward()
+        results.append((out, [p.grad for p in preds]))
+    (a, grads_a), (b, grads_b) = results
+    for key in a:
+        assert a[key].item() == pytest.approx(b[key].item(), rel=1e-12), key
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-14)
+    # assign() still gives the dense targets, equal to the sparse ones
+    assignment = sparse.assign(leaves(levels, torch.float64), targets).assignment
+    assert assignment.scores is not None
+    torch.testing.assert_close(assignment.scores.sum(-1), assignment.point_scores)

@@ -59,16 +59,20 @@ class TaskAlignedAssignment(NamedTuple):
     boxes: ``[B, N, 4]`` xyxy of the assigned box, unit of ``gt_bboxes``;
         zeros on background points.
     scores: ``[B, N, C]`` soft class targets (normalised alignment metric in
-        the assigned class's channel, 0 elsewhere and on background).
+        the assigned class's channel, 0 elsewhere and on background);
+        ``None`` when the assigner was called with ``dense_scores=False``.
     fg_mask: ``[B, N]`` bool, True on positive points.
     gt_index: ``[B, N]`` long, slot of the assigned box in ``[0, M)``
         (0 on background points).
+    point_scores: ``[B, N]`` the soft target of each point's assigned class
+        (the one non-zero entry of its ``scores`` row; 0 on background).
     """
     labels: Tensor
     boxes: Tensor
-    scores: Tensor
+    scores: Optional[Tensor]
     fg_mask: Tensor
     gt_index: Tensor
+    point_scores: Tensor
 
 
 def pairwise_ciou(gt_bboxes: Tensor, pred_bboxes: Tensor, eps: float = CIOU_EPS) -> Tensor:
@@ -224,7 +228,8 @@ class TaskAlignedAssigner(nn.Module):
     @torch.no_grad()
     def forward(self, pred_scores: Tensor, pred_bboxes: Tensor, points: Tensor,
                 gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor, *,
-                score_logits: bool = False) -> TaskAlignedAssignment:
+                score_logits: bool = False,
+                dense_scores: bool = True) -> TaskAlignedAssignment:
         """Assign every point of every image.
 
         Args:
@@ -240,6 +245,9 @@ class TaskAlignedAssigner(nn.Module):
                 applied to the ``[B, M, N]`` scores of each box's class only
                 (the same numbers as the sigmoid of all ``[B, N, C]``, for
                 fewer elements when M < C).
+            dense_scores: build the ``[B, N, C]`` ``scores``; False leaves
+                them ``None`` (``labels`` and ``point_scores`` hold the same
+                information, for a loss that needs no dense target).
 
         Returns:
             :class:`TaskAlignedAssignment`, computed in float32 (float64 when
@@ -251,7 +259,7 @@ class TaskAlignedAssigner(nn.Module):
         with torch.autocast(device_type=device.type, enabled=False):
             return self._assign(pred_scores.to(dtype), pred_bboxes.to(dtype),
                                 points.to(dtype), gt_labels.long(), gt_bboxes.to(dtype),
-                                gt_mask.bool(), score_logits)
+                                gt_mask.bool(), score_logits, dense_scores)
 
     @staticmethod
     def _check_inputs(pred_scores, pred_bboxes, points, gt_labels, gt_bboxes, gt_mask) -> None:
@@ -283,7 +291,8 @@ class TaskAlignedAssigner(nn.Module):
 
     def _assign(self, pred_scores: Tensor, pred_bboxes: Tensor, points: Tensor,
                 gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor,
-                score_logits: bool = False) -> TaskAlignedAssignment:
+                score_logits: bool = False,
+                dense_scores: bool = True) -> TaskAlignedAssignment:
         batch, num_points, num_classes = pred_scores.shape
         num_boxes = gt_bboxes.shape[1]
         if num_boxes == 0:  # a static shape, not a value: no sync
@@ -291,11 +300,12 @@ class TaskAlignedAssigner(nn.Module):
                 labels=torch.full((batch, num_points), num_classes, dtype=torch.long,
                                   device=pred_scores.device),
                 boxes=pred_bboxes.new_zeros(batch, num_points, 4),
-                scores=torch.zeros_like(pred_scores),
+                scores=torch.zeros_like(pred_scores) if dense_scores else None,
                 fg_mask=torch.zeros(batch, num_points, dtype=torch.bool,
                                     device=pred_scores.device),
                 gt_index=torch.zeros(batch, num_points, dtype=torch.long,
-                                     device=pred_scores.device))
+                                     device=pred_scores.device),
+                point_scores=pred_bboxes.new_zeros(batch, num_points))
         gt_labels = gt_labels.clamp(0, num_classes - 1)
 
         # On a CPU the [B, M, N] work runs a few images at a time so that its
@@ -314,12 +324,14 @@ class TaskAlignedAssigner(nn.Module):
         labels, boxes, fg_mask, gt_index, point_score = (
             torch.cat(field) if len(parts) > 1 else field[0] for field in zip(*parts))
 
-        # Written straight into the assigned class's channel (one pass over
-        # [B, N, C]); 0 on background points.
-        scores = torch.zeros_like(pred_scores).scatter_(
-            -1, labels.clamp(max=num_classes - 1).unsqueeze(-1),
-            (point_score * fg_mask).unsqueeze(-1))
-        return TaskAlignedAssignment(labels, boxes, scores, fg_mask, gt_index)
+        point_score = point_score * fg_mask
+        scores = None
+        if dense_scores:
+            # Written straight into the assigned class's channel (one pass
+            # over [B, N, C]); 0 on background points.
+            scores = torch.zeros_like(pred_scores).scatter_(
+                -1, labels.clamp(max=num_classes - 1).unsqueeze(-1), point_score.unsqueeze(-1))
+        return TaskAlignedAssignment(labels, boxes, scores, fg_mask, gt_index, point_score)
 
     def _assign_images(self, pred_scores: Tensor, pred_bboxes: Tensor, points: Tensor,
                        gt_labels: Tensor, gt_bboxes: Tensor, gt_mask: Tensor,

@@ -319,9 +319,13 @@ class E2ELoss(nn.Module):
         first = preds['one2many']
         with torch.autocast(device_type=first[0].device.type, enabled=False):
             shared = self.one2many.shared_targets(first, targets, size, max_boxes)
-            return {name: getattr(self, name)._losses(
-                        getattr(self, name)._prepare(preds[name], shared))
-                    for name in BRANCHES}
+            losses = {}
+            for name in BRANCHES:
+                branch = getattr(self, name)
+                prepared = branch._prepare(preds[name], shared,
+                                           branch._dense_scores(preds[name]))
+                losses[name] = branch._losses(prepared)
+            return losses
 
     def assign(self, preds: Mapping[str, Sequence[Tensor]], targets: Tensor,
                img_size: Optional[Sequence[int]] = None,

@@ -57,6 +57,7 @@ import copy
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..assigners.task_aligned_assigner import TaskAlignedAssigner, TaskAlignedAssignment
@@ -65,9 +66,12 @@ from ..ops.boxes import cxcywh_to_xyxy
 from ..ops.points import (boxes_to_distances, distances_to_boxes,
                           distribution_expectation, level_points)
 from ..ops.targets import pad_targets
+from ..kernels import resolve_fused
 from ..registry import MODELS, TASK_UTILS
 from .class_weights import ClassWeights, check_class_weights
 from .composite import CompositeLoss, build_part
+from .cross_entropy_loss import CrossEntropyLoss
+from .utils import AVG_FACTOR_EPS
 
 #: ultralytics keeps DFL targets this far below the last bin, so the right
 #: neighbour bin of every target exists.
@@ -75,6 +79,49 @@ DFL_TARGET_MARGIN = 0.01
 
 #: Half side (grid units) of the placeholder target box of background points.
 _PLACEHOLDER_HALF_SIDE = 1.0
+
+
+class _OneHotTargetBCE(torch.autograd.Function):
+    """``sum_{b,n,c} w_c * BCE(x[b,n,c], t[b,n,c])`` for targets that are 0
+    but for one entry per point, ``t[b, n, labels[b, n]] = scores[b, n]``
+    (the task-aligned assigner's soft targets), without building them.
+
+    ``BCE(x, t) = softplus(x) - x * t``: one softplus pass over all logits
+    plus a ``[B, N]`` gather, and a backward of ``w * sigmoid(x)`` with
+    ``-w * t`` added at the ``[B, N]`` target entries. The dense path
+    (zero-filled ``[B, N, C]`` targets, the part's ignore mask, its select
+    and their backward) costs about twice as many passes over ``[B, N, C]``.
+    Equal to ``F.binary_cross_entropy_with_logits(x, t, weight=w,
+    reduction='sum')`` up to float round-off.
+
+    logits ``[B, N, C]``; labels ``[B, N]`` long in ``[0, C)``; scores
+    ``[B, N]`` (0 where no target); weights ``[C]`` or None. Returns a 0-d
+    sum (nats).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, labels: Tensor, scores: Tensor,
+                weights: Optional[Tensor]) -> Tensor:
+        negative = F.softplus(logits)
+        if weights is not None:
+            negative.mul_(weights)
+        picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+        positive = picked * scores
+        if weights is not None:
+            positive = positive * weights[labels]
+        ctx.save_for_backward(logits, labels, scores, weights)
+        return negative.sum() - positive.sum()
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        logits, labels, scores, weights = ctx.saved_tensors
+        grad = torch.sigmoid(logits)
+        target = scores
+        if weights is not None:
+            grad.mul_(weights)
+            target = scores * weights[labels]
+        grad.scatter_add_(-1, labels.unsqueeze(-1), target.neg().unsqueeze(-1))
+        return grad.mul_(grad_output), None, None, None
 
 
 class SharedTargets(NamedTuple):
@@ -240,6 +287,17 @@ class YOLOv8Loss(CompositeLoss):
             assigner.setdefault('strides', self.strides)
         self.assigner = TASK_UTILS.build(assigner)
 
+        # The default class part (plain sigmoid BCE) runs as _OneHotTargetBCE
+        # on the assigner's sparse targets (same loss, fewer [B, N, C]
+        # passes); any other part, or options, take the part's own path.
+        part = self.loss_cls
+        self._one_hot_bce = (
+            type(part) is CrossEntropyLoss and part.use_sigmoid and not part.use_mask
+            and part.class_weight is None and part.pos_weight is None
+            and part.label_smoothing == 0 and part.reduction == 'mean'
+            and (part.ignore_index is None or part.ignore_index < 0)
+            and part.fused is not True and isinstance(self.assigner, TaskAlignedAssigner))
+
         self.register_buffer('class_weights', torch.ones(num_classes), persistent=True)
         # Ones multiply nothing: the class loss then skips the weight (a
         # [B, N, C] product). Python state mirroring the buffer, refreshed by
@@ -297,7 +355,11 @@ class YOLOv8Loss(CompositeLoss):
         _, size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
             shared = self.shared_targets(preds, targets, size, max_boxes)
-            return self._losses(self._prepare(preds, shared))
+            return self._losses(self._prepare(preds, shared, self._dense_scores(preds)))
+
+    def _dense_scores(self, preds: Sequence[Tensor]) -> bool:
+        """Whether the loss needs the assigner's dense ``[B, N, C]`` targets."""
+        return not self._sparse_class_targets(preds[0].device)
 
     def assign(self, preds: Sequence[Tensor], targets: Tensor,
                img_size: Optional[Sequence[int]] = None,
@@ -346,7 +408,14 @@ class YOLOv8Loss(CompositeLoss):
             return dist_logits.squeeze(-1)
         return distribution_expectation(dist_logits)
 
-    def _prepare(self, preds: Sequence[Tensor], shared: SharedTargets) -> YOLOv8Targets:
+    def _sparse_class_targets(self, device: torch.device) -> bool:
+        """Whether this call's class loss runs as :class:`_OneHotTargetBCE`
+        (the part would not take its fused kernel; shape facts only)."""
+        return self._one_hot_bce and not resolve_fused(
+            self.loss_cls.fused, 'CrossEntropyLoss', device, None)
+
+    def _prepare(self, preds: Sequence[Tensor], shared: SharedTargets,
+                 dense_scores: bool = True) -> YOLOv8Targets:
         dtype = shared.points.dtype
         batch_size = preds[0].shape[0]
         reg_max = self.reg_max
@@ -380,7 +449,8 @@ class YOLOv8Loss(CompositeLoss):
         # The task-aligned assigner takes the logits and applies the sigmoid
         # to the [B, M, N] scores it reads (same numbers, not [B, N, C]).
         if isinstance(self.assigner, TaskAlignedAssigner):
-            scores, score_kwargs = cls_logits.detach(), dict(score_logits=True)
+            scores, score_kwargs = cls_logits.detach(), dict(score_logits=True,
+                                                              dense_scores=dense_scores)
         else:
             scores, score_kwargs = cls_logits.detach().sigmoid(), {}
         assignment = self.assigner(scores, pred_boxes * point_strides,
@@ -420,23 +490,31 @@ class YOLOv8Loss(CompositeLoss):
         assignment = prepared.assignment
         batch_size, num_points = cls_logits.shape[:2]
         reg_max = self.reg_max
-        target_scores = assignment.scores.to(cls_logits.dtype)
-        score_sum = target_scores.sum().clamp(min=1)
+        # Each point's target-score sum is the soft target of its one
+        # assigned class (0 on background).
+        point_scores = assignment.point_scores.to(cls_logits.dtype)      # [B, N]
+        score_sum = point_scores.sum().clamp(min=1)
 
-        # Class weights multiply the BCE of every point and class; an
-        # expanded (stride-0) view has the loss's shape, which every class
-        # part accepts as an element-wise weight.
+        # Class weights multiply the BCE of every point and class.
         class_weight = None
         if not self._class_weights_uniform:
             class_weight = self.class_weights.to(device=cls_logits.device,
                                                  dtype=cls_logits.dtype)
-            class_weight = class_weight.expand_as(cls_logits)
-        loss_cls = self.loss_cls(cls_logits, target_scores, weight=class_weight,
-                                 avg_factor=score_sum)
+        if assignment.scores is None:
+            labels = assignment.labels.clamp(max=self.num_classes - 1)
+            loss_cls = _OneHotTargetBCE.apply(cls_logits, labels, point_scores, class_weight)
+            loss_cls = self.loss_cls.loss_weight * loss_cls / (score_sum + AVG_FACTOR_EPS)
+        else:
+            # An expanded (stride-0) view has the loss's shape, which every
+            # class part accepts as an element-wise weight.
+            if class_weight is not None:
+                class_weight = class_weight.expand_as(cls_logits)
+            loss_cls = self.loss_cls(cls_logits, assignment.scores.to(cls_logits.dtype),
+                                     weight=class_weight, avg_factor=score_sum)
 
         # The points the box and distance losses see, flattened over the
         # batch: the fixed-size slots holding every positive, else all.
-        point_weight = target_scores.sum(-1).reshape(-1)               # [B*N]
+        point_weight = point_scores.reshape(-1)                          # [B*N]
         fg_mask = assignment.fg_mask.reshape(-1)
         assigned_boxes = assignment.boxes.to(dist_logits.dtype).reshape(-1, 4)
         dist_logits = dist_logits.reshape(-1, 4, reg_max)
