@@ -20,7 +20,9 @@ Assignment is :class:`~yolo_losses.assigners.TaskAlignedAssigner` (topk 10,
 alpha 0.5, beta 6.0, ultralytics 8.4.190's widening of ground-truth sides
 shorter than the second stride) on the detached predictions, in input pixels.
 
-The class loss runs over all points; the box and distribution losses over a
+The class loss runs over all points (with the default part, a plain
+sigmoid BCE, on the assigner's one-hot soft targets without building them:
+see ``_OneHotTargetBCE``); the box and distribution losses over a
 fixed number of slots that hold every positive point (``B * M * topk``, the
 most positives the assigner can give, or all points when that is not fewer),
 with weight masks (0 on background slots, whose target boxes are harmless
