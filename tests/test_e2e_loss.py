@@ -784,3 +784,12 @@ def test_one_hot_bce_equals_the_dense_class_part(reg_max, weights):
     assignment = sparse.assign(leaves(levels, torch.float64), targets).assignment
     assert assignment.scores is not None
     torch.testing.assert_close(assignment.scores.sum(-1), assignment.point_scores)
+
+
+def test_checkpoint_without_class_weights_loads_as_ones():
+    # a YOLOv8Loss state dict saved before the buffer existed
+    old = YOLOv8Loss(num_classes=3).state_dict()
+    del old['class_weights']
+    loss = YOLOv8Loss(num_classes=3, class_weights=[2.0, 1.0, 1.0])
+    loss.load_state_dict(old)
+    assert loss.class_weights.tolist() == [1.0, 1.0, 1.0] and not loss.class_weighted

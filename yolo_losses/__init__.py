@@ -1,7 +1,7 @@
 """Detection losses in an mmengine registry, mmdet conventions."""
 from .registry import LOSSES, MODELS, TASK_UTILS, build_loss, load_plugins
 from .kernels import fused, fused_enabled, set_fused
-from .losses.class_weights import class_weights_from_counts
+from .losses.class_weight_counts import class_weights_from_counts
 from .validation import set_validation, validation, validation_enabled
 
 __version__ = '0.1.0'

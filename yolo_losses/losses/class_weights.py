@@ -1,97 +1,91 @@
-"""Per-class weights of a composite loss's class term (ultralytics' ``cls_pw``).
+"""Per-class multipliers of a composite loss's class term (ultralytics'
+``model.class_weights``), shared by the composite losses that take them.
 
-Pure functions, no registry entry and nothing of the training stack:
+A loss that mixes in :class:`ClassWeights` gets:
 
-- :func:`class_weights_from_counts`: ultralytics 8.4.190's
-  ``DetectionTrainer.compute_class_weights`` + ``set_class_weights``
-  (normalised inverse-frequency weights, absent classes get the mean);
-- :func:`check_class_weights`: the checks a loss's ``class_weights`` argument
-  and ``set_class_weights(weights)`` share (length C, finite, >= 0).
+- the constructor argument ``class_weights`` (``None`` or a length-C
+  sequence), kept in the persistent buffer ``class_weights`` of shape
+  ``[C]`` (float32; ones when ``None``), saved and resumed with the model;
+- ``set_class_weights(weights)``: checks (length C, finite, ``>= 0``;
+  ``ValueError`` naming ``class_weights``) before copying in; ``None`` resets
+  to ones;
+- ``class_weighted``: a Python flag, False while the weights are all ones,
+  so that the default path runs exactly the operators it ran without class
+  weights (no multiply by ones, no host sync in the call). It follows
+  ``set_class_weights`` and ``load_state_dict``; write the buffer only
+  through those two.
 
-A loss with class weights multiplies the class BCE of every point (or slot)
-and class, positives and negatives alike, by ``weights[c]`` (ultralytics'
-``bce_loss *= model.class_weights``).
+A checkpoint without the buffer (saved before it existed) loads with ones.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ['class_weights_from_counts', 'check_class_weights']
-
-ClassWeights = Optional[Union[Sequence[float], np.ndarray, Tensor]]
+ClassWeightsArg = Optional[Sequence[float]]
 
 
-def _as_float64_vector(name: str, values) -> np.ndarray:
-    """``values`` as a 1-D float64 array, or a TypeError/ValueError naming
-    ``name``."""
-    if isinstance(values, (str, bytes)) or isinstance(values, bool):
-        raise TypeError(f'{name} must be a sequence of numbers, got {values!r}')
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f'{name} must be a sequence of numbers, got {values!r}') from None
-    if array.ndim != 1:
-        raise ValueError(f'{name} must be one-dimensional, got shape {array.shape}')
-    return array
+def check_class_weights(weights, num_classes: int, name: str = 'class_weights') -> Tensor:
+    """``weights`` as a float32 CPU tensor ``[C]``; ValueError/TypeError
+    naming ``name`` unless it holds ``num_classes`` finite numbers ``>= 0``."""
+    if isinstance(weights, Tensor):
+        values = weights.detach().to('cpu', torch.float64).reshape(-1).tolist() \
+            if weights.dim() <= 1 else None
+        if values is None:
+            raise ValueError(f'{name} must be one number per class (shape [{num_classes}]), '
+                             f'got a tensor of shape {tuple(weights.shape)}')
+    else:
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+            raise TypeError(f'{name} must be None or a sequence of {num_classes} numbers '
+                            f'(one per class), got {type(weights).__name__}')
+        try:
+            values = [float(w) for w in weights]
+        except (TypeError, ValueError):
+            raise TypeError(f'{name} must hold numbers, got {weights!r}') from None
+    if len(values) != num_classes:
+        raise ValueError(f'{name} needs one weight per class ({num_classes}), '
+                         f'got {len(values)}')
+    if not all(math.isfinite(w) and w >= 0 for w in values):
+        raise ValueError(f'{name} must be finite and >= 0, got {values}')
+    return torch.tensor(values, dtype=torch.float32)
 
 
-def check_class_weights(weights: ClassWeights, num_classes: int,
-                        name: str = 'class_weights') -> Optional[np.ndarray]:
-    """``weights`` as a float64 ``[C]`` array (``None`` stays ``None``).
+class ClassWeights(nn.Module):
+    """Mixin of the ``class_weights`` buffer; call ``_init_class_weights``
+    from ``__init__`` once ``num_classes`` is set."""
 
-    Raises ``TypeError``/``ValueError`` naming ``name`` unless ``weights`` is
-    a length-``num_classes`` sequence (list, tuple, array or tensor) of finite
-    numbers >= 0. Reads the values on the host: for constructors and setters,
-    never for a loss's forward.
-    """
-    if weights is None:
-        return None
-    array = _as_float64_vector(name, weights)
-    if array.shape[0] != num_classes:
-        raise ValueError(f'{name} must have one weight per class ({num_classes}), '
-                         f'got {array.shape[0]}')
-    if not np.isfinite(array).all() or (array < 0).any():
-        raise ValueError(f'{name} must be finite numbers >= 0, got {array.tolist()}')
-    return array
+    num_classes: int
+
+    def _init_class_weights(self, class_weights: ClassWeightsArg) -> None:
+        weights = torch.ones(self.num_classes) if class_weights is None \
+            else check_class_weights(class_weights, self.num_classes)
+        self.register_buffer('class_weights', weights, persistent=True)
+        self.class_weighted = bool((weights != 1).any())
+        self.register_load_state_dict_post_hook(_refresh_class_weighted)
+
+    def set_class_weights(self, weights: ClassWeightsArg) -> None:
+        """Set the per-class multipliers of the class term (``None``: ones).
+
+        Checked before anything changes; the buffer keeps its device."""
+        new = torch.ones(self.num_classes) if weights is None \
+            else check_class_weights(weights, self.num_classes)
+        with torch.no_grad():
+            self.class_weights.copy_(new)
+        self.class_weighted = bool((new != 1).any())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        key = prefix + 'class_weights'
+        if key not in state_dict and hasattr(self, 'class_weights'):
+            # a checkpoint from before the buffer existed: unweighted
+            state_dict[key] = torch.ones_like(self.class_weights)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
 
 
-def class_weights_from_counts(counts, power: float) -> Tensor:
-    """Normalised inverse-frequency class weights, ultralytics 8.4.190's.
-
-    ``w_c = (1 / n_c) ** power`` for every class with ``n_c > 0`` labels, the
-    mean of those for classes without labels, then ``w / mean(w)`` (so the
-    weights average 1). ``power = 0`` (ultralytics' default ``cls_pw``) or no
-    label at all gives ones (ultralytics then keeps no weights, which is the
-    same loss).
-
-    Args:
-        counts: ``[C]`` label count of each class in the training set
-            (numbers >= 0; list, array or tensor).
-        power: ``cls_pw`` >= 0 (ultralytics allows [0, 1]; larger powers are
-            accepted here).
-
-    Returns:
-        ``[C]`` float32 tensor on the CPU (computed in float64).
-    """
-    counts = _as_float64_vector('counts', counts)
-    if counts.shape[0] == 0:
-        raise ValueError('counts must hold at least one class')
-    if not np.isfinite(counts).all() or (counts < 0).any():
-        raise ValueError(f'counts must be finite numbers >= 0, got {counts.tolist()}')
-    if isinstance(power, bool) or not isinstance(power, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(power) or power < 0:
-        raise ValueError(f'power must be a finite number >= 0, got {power!r}')
-    present = counts > 0
-    if power == 0 or not present.any():
-        return torch.ones(counts.shape[0], dtype=torch.float32)
-    weights = (1.0 / np.where(present, counts, 1.0)) ** float(power)
-    weights = np.where(present, weights, weights[present].mean())
-    weights = weights / weights.mean()
-    return torch.from_numpy(weights).float()
+def _refresh_class_weighted(module: ClassWeights, incompatible_keys) -> None:
+    # a load happens outside the training step: one host read is fine here
+    module.class_weighted = bool((module.class_weights != 1).any())

@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from ..registry import MODELS
 from ..validation import check_finite
-from .class_weights import ClassWeights, check_class_weights
+from .class_weights import ClassWeightsArg, check_class_weights
 from .yolov8_loss import YOLOv8Loss
 
 __all__ = ['E2ELoss', 'YOLO26_LOSS', 'YOLOV10_LOSS', 'yolo26_loss', 'yolov10_loss']
@@ -240,14 +240,15 @@ class E2ELoss(nn.Module):
         return o2m, o2o
 
     # ------------------------------------------------------------ class weights
-    def set_class_weights(self, weights: ClassWeights) -> None:
+    def set_class_weights(self, weights: ClassWeightsArg) -> None:
         """Both branches' ``set_class_weights`` (checked by both first)."""
         for name in BRANCHES:
             if not hasattr(getattr(self, name), 'set_class_weights'):
                 raise TypeError(f'{name} ({type(getattr(self, name)).__name__}) has no '
                                 f'class weights')
-        check_class_weights(weights, self.one2many.num_classes)
-        check_class_weights(weights, self.one2one.num_classes)
+        if weights is not None:
+            check_class_weights(weights, self.one2many.num_classes)
+            check_class_weights(weights, self.one2one.num_classes)
         self.one2many.set_class_weights(weights)
         self.one2one.set_class_weights(weights)
 

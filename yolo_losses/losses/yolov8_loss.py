@@ -70,7 +70,7 @@ from ..ops.points import (boxes_to_distances, distances_to_boxes,
 from ..ops.targets import pad_targets
 from ..kernels import resolve_fused
 from ..registry import MODELS, TASK_UTILS
-from .class_weights import ClassWeights, check_class_weights
+from .class_weights import ClassWeights, ClassWeightsArg, check_class_weights
 from .composite import CompositeLoss, build_part
 from .cross_entropy_loss import CrossEntropyLoss
 from .utils import AVG_FACTOR_EPS
@@ -175,7 +175,7 @@ class YOLOv8Targets(NamedTuple):
 
 
 @MODELS.register_module()
-class YOLOv8Loss(CompositeLoss):
+class YOLOv8Loss(ClassWeights, CompositeLoss):
     """ultralytics ``v8DetectionLoss`` as a registered, configurable loss.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
@@ -249,7 +249,7 @@ class YOLOv8Loss(CompositeLoss):
                                        alpha=0.5, beta=6.0),
                  validate: Optional[bool] = None,
                  loss_l1: dict = dict(type='L1Loss', reduction='mean', loss_weight=1.5),
-                 class_weights: ClassWeights = None) -> None:
+                 class_weights: ClassWeightsArg = None) -> None:
         super().__init__(validate)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
                 or num_classes < 1:
@@ -257,7 +257,8 @@ class YOLOv8Loss(CompositeLoss):
         if isinstance(reg_max, bool) or not isinstance(reg_max, int) or reg_max < 1:
             raise ValueError(f'reg_max must be a positive int (1: raw distances, '
                              f'>= 2: distributions), got {reg_max!r}')
-        weights = check_class_weights(class_weights, num_classes)
+        if class_weights is not None:
+            check_class_weights(class_weights, num_classes)
         self.strides = check_strides(strides, None, 'strides')
         self.num_classes = num_classes
         self.reg_max = reg_max
@@ -300,34 +301,7 @@ class YOLOv8Loss(CompositeLoss):
             and (part.ignore_index is None or part.ignore_index < 0)
             and part.fused is not True and isinstance(self.assigner, TaskAlignedAssigner))
 
-        self.register_buffer('class_weights', torch.ones(num_classes), persistent=True)
-        # Ones multiply nothing: the class loss then skips the weight (a
-        # [B, N, C] product). Python state mirroring the buffer, refreshed by
-        # set_class_weights and by load_state_dict.
-        self._class_weights_uniform = True
-        self.set_class_weights(weights)
-
-    def set_class_weights(self, weights: ClassWeights) -> None:
-        """Replace the per-class factors of the class loss (``None``: ones).
-
-        ``weights``: C finite numbers >= 0 (list, array or tensor). Checked
-        before anything changes (``ValueError`` naming ``class_weights``);
-        then copied into the ``class_weights`` buffer (its device and dtype
-        stay). A host-side call, not for the training step's hot path.
-        """
-        array = check_class_weights(weights, self.num_classes)
-        with torch.no_grad():
-            if array is None:
-                self.class_weights.fill_(1)
-            else:
-                self.class_weights.copy_(torch.from_numpy(array))
-        self._class_weights_uniform = array is None or bool((array == 1).all())
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        # A loaded buffer may hold any weights: refresh the mirror (one read
-        # at load time, not in the step).
-        self._class_weights_uniform = bool((self.class_weights == 1).all())
+        self._init_class_weights(class_weights)
 
     @property
     def num_outputs(self) -> int:
@@ -338,7 +312,7 @@ class YOLOv8Loss(CompositeLoss):
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, strides={self.strides}, '
                 f'reg_max={self.reg_max}, '
-                f'class_weights={"ones" if self._class_weights_uniform else "set"}')
+                f'class_weighted={self.class_weighted}')
 
     # ------------------------------------------------------------------ checks
     level_layout = '[B, 4*reg_max + C, H, W]'
@@ -499,7 +473,7 @@ class YOLOv8Loss(CompositeLoss):
 
         # Class weights multiply the BCE of every point and class.
         class_weight = None
-        if not self._class_weights_uniform:
+        if self.class_weighted:
             class_weight = self.class_weights.to(device=cls_logits.device,
                                                  dtype=cls_logits.dtype)
         if assignment.scores is None:
