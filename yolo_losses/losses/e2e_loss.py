@@ -291,8 +291,14 @@ class E2ELoss(nn.Module):
         """Checks of both branches; the targets are checked (and
         ``max_boxes`` resolved: one sync if None) once."""
         o2m, o2o = self.one2many, self.one2one
-        _, size, max_boxes = o2m.check_inputs(preds['one2many'], targets, img_size,
-                                              max_boxes)
+        # The branches' checks name 'preds'; say which branch.
+        try:
+            _, size, max_boxes = o2m.check_inputs(preds['one2many'], targets, img_size,
+                                                  max_boxes)
+        except (TypeError, ValueError) as err:
+            if not str(err).startswith('preds'):
+                raise
+            raise type(err)(f"preds['one2many']: {err}") from None
         try:
             o2o.check_preds(preds['one2one'])
         except (TypeError, ValueError) as err:
