@@ -796,3 +796,18 @@ def test_checkpoint_without_class_weights_loads_as_ones():
     loss = YOLOv8Loss(num_classes=3, class_weights=[2.0, 1.0, 1.0])
     loss.load_state_dict(old)
     assert loss.class_weights.tolist() == [1.0, 1.0, 1.0] and not loss.class_weighted
+
+
+def test_assign_shares_targets_and_points_between_branches():
+    loss = small_e2e(num_epochs=E2E_EPOCHS)
+    o2m, o2o, targets = e2e_inputs(E2E_CASE)
+    out = loss.assign(dict(one2many=o2m, one2one=o2o), targets)
+    first, second = out['one2many'], out['one2one']
+    # computed once, the same tensors in both bundles
+    assert first.gt_boxes is second.gt_boxes and first.points is second.points
+    # one-to-one: topk 7 then topk2 1 -> at most one positive per box
+    for image in range(2):
+        fg = second.assignment.fg_mask[image]
+        slots = second.assignment.gt_index[image][fg]
+        assert torch.bincount(slots).max().item() <= 1
+    assert first.assignment.fg_mask.sum() > second.assignment.fg_mask.sum()
