@@ -18,14 +18,15 @@ Usage::
 
     python benchmarks/bench_e2e_loss.py                      # B 16, 8 boxes, 640, 80 classes
     python benchmarks/bench_e2e_loss.py --quick              # tiny sizes (a smoke run)
-    OMP_NUM_THREADS=2 PYTHONPATH=$PWD:/path/to/stub /path/to/peers/bin/python \\
-        benchmarks/bench_e2e_loss.py --markdown benchmarks/results/e2e_cpu.md
+    PYTHONPATH=$PWD:/path/to/stub /path/to/peers/bin/python \\
+        benchmarks/bench_e2e_loss.py --cpu-time --v10 --markdown benchmarks/results/e2e_cpu.md
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from types import SimpleNamespace
 from typing import List, Optional, Sequence
 
@@ -175,6 +176,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cpu-time', action='store_true',
+                        help='CPU: time each call by the CPU time of the calling thread '
+                             'with one torch thread (robust on a shared, loaded machine: '
+                             'time spent waiting for a core is not counted)')
     parser.add_argument('--quick', action='store_true',
                         help='B=2, 64x64, 4 classes, 2 boxes/img, 1 warm-up, 2 repeats')
     parser.add_argument('--markdown', help='also write the table and environment here')
@@ -184,12 +189,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.repeats, args.warmup = 2, 1
     if args.img_size % max(STRIDES):
         parser.error(f'--img-size must be a multiple of {max(STRIDES)}')
+    if args.cpu_time and args.device != 'cpu':
+        parser.error('--cpu-time is for --device cpu')
     return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[common.Row]:
     args = parse_args(argv)
     device = torch.device(args.device)
+    clock, threads = common.time, torch.get_num_threads()
+    if args.cpu_time:
+        # All work on the calling thread, timed by its CPU time.
+        torch.set_num_threads(1)
+        common.time = SimpleNamespace(perf_counter=time.thread_time)
+    try:
+        return _run(args, device, argv)
+    finally:
+        common.time = clock
+        torch.set_num_threads(threads)
+
+
+def _run(args, device, argv) -> List[common.Row]:
     header = common.environment(device)
     print('\n'.join(header), flush=True)
     case = common.Case(args.batch_size, args.img_size, args.num_classes, args.boxes)
@@ -214,7 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[common.Row]:
     compare(rows)
     footer = notes + [
         f'ms: median of {args.repeats} calls after {args.warmup} warm-up; forward + '
-        'backward of the total.',
+        'backward of the total' + ('; CPU time of the calling thread, one torch thread.'
+                                   if args.cpu_time else '; wall clock.'),
         'x peer: time over ultralytics\' of the same settings (below 1: ours is faster).',
         f'schedules at epoch {EPOCH} of {NUM_EPOCHS}; max_boxes given to ours.',
         'ops/call, syncs/call, peak MiB: as in bench_composite_losses.py.',

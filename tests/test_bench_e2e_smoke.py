@@ -11,6 +11,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           'benchmarks')
@@ -34,8 +35,10 @@ def bench():
 
 def test_quick_run_times_ours_and_reports_the_peer(bench, capsys, tmp_path):
     markdown = tmp_path / 'quick.md'
-    rows = bench.main(['--quick', '--warmup', '0', '--repeats', '1',
+    threads = torch.get_num_threads()
+    rows = bench.main(['--quick', '--warmup', '0', '--repeats', '1', '--cpu-time',
                        '--markdown', str(markdown)])
+    assert torch.get_num_threads() == threads         # restored after --cpu-time
     out = capsys.readouterr().out
     ours = [r for r in rows if r.label.startswith('yolo_losses ')]
     assert {(r.label, r.validate) for r in ours} == {
@@ -45,6 +48,8 @@ def test_quick_run_times_ours_and_reports_the_peer(bench, capsys, tmp_path):
     on, off = (next(r for r in ours if r.validate == v) for v in ('on', 'off'))
     assert on.components == off.components           # validation changes no number
     assert bench.parse_args(['--v10']).v10
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--cpu-time', '--device', 'cuda'])
     peers = [r for r in rows if r.label.startswith('ultralytics')]
     if peers:
         for peer in peers:
