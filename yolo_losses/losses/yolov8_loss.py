@@ -439,9 +439,9 @@ class YOLOv8Loss(ClassWeights, CompositeLoss):
         """``[K]`` indices into the ``B * N`` points of the batch that hold
         every positive point, or ``None`` when K would be all the points.
 
-        The task-aligned assigner gives each box at most ``topk`` positives,
-        so the batch has at most ``K = B * M * topk`` of them (M padded boxes
-        per image): a bound known from shapes alone. The box and distribution
+        The task-aligned assigner gives each box at most ``k = min(topk,
+        topk2)`` positives, so the batch has at most ``K = B * M * k`` of
+        them (M padded boxes per image): a bound known from shapes alone. The box and distribution
         losses then run over K slots instead of all ``B * N`` points, with a
         fixed shape and no host sync (``nonzero`` would size them by the
         data). The positives come first, in point order, so that a larger
@@ -452,6 +452,8 @@ class YOLOv8Loss(ClassWeights, CompositeLoss):
         topk = getattr(self.assigner, 'topk', None)
         if not isinstance(self.assigner, TaskAlignedAssigner) or not isinstance(topk, int):
             return None
+        # topk2 (one-to-one assignment) leaves at most that many per box
+        topk = min(topk, getattr(self.assigner, 'topk2', topk))
         total = batch_size * num_points
         num_slots = batch_size * num_boxes * min(topk, num_points)
         if num_slots >= total:
