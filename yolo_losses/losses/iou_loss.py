@@ -206,6 +206,13 @@ class _BoxLoss(BaseLoss):
     def iou(self, pred: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def overlap(self, pred: Tensor, target: Tensor) -> Tensor:
+        """``[..., 4]`` x2 -> ``[...]`` the plain IoU (no penalty) under this
+        loss's ``eps`` and ``style``: what the Inner-/Focaler-IoU wrappers
+        add back (``iou()`` is the penalised similarity for GIoU/CIoU/...)."""
+        return aligned_iou(pred, target, 'iou', getattr(self, 'style', 'mmdet'),
+                           getattr(self, 'eps', None))
+
     def _loss(self, pred, target, weight, reduction, avg_factor) -> Tensor:
         raise NotImplementedError
 
