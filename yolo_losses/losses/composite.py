@@ -9,8 +9,9 @@ part from its config, and the input checks of the shared call
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from ..ops.anchors import resolve_img_size
@@ -32,6 +33,40 @@ def build_part(cfg: dict, name: str) -> nn.Module:
     if 'validate' not in cfg and hasattr(part, 'validate'):
         part.validate = False
     return part
+
+
+def wants_img_size(part: nn.Module) -> bool:
+    """Whether a box part asks for the input image size: a true class (or
+    instance) attribute ``wants_img_size``, as ``MPDIoULoss`` and the
+    Inner-/Focaler-IoU wrappers around it declare. Any registered loss can
+    opt in the same way; the composite losses then call it with
+    ``img_size=`` in the unit of the boxes they give it."""
+    return bool(getattr(part, 'wants_img_size', False))
+
+
+def box_part_kwargs(part: nn.Module, img_size: Optional[Tuple[int, int]],
+                    unit: Tensor) -> Dict[str, Tensor]:
+    """Extra call arguments of a box part: ``dict(img_size=[K, 2])`` for a
+    part that wants the image size, else ``{}``.
+
+    Args:
+        part: the box loss.
+        img_size: input ``(h, w)`` in pixels.
+        unit: ``[K]`` or ``[K, 1]``: pixels per unit of box k's coordinates
+            (its stride when the composite computes the box term in stride
+            or grid units), so that ``img_size`` is in the boxes' unit:
+            ``(h, w) / unit``, per box. No host sync (a device fill, not a
+            tensor from Python data).
+    """
+    if not wants_img_size(part):
+        return {}
+    if img_size is None:
+        raise ValueError(f'{type(part).__name__} wants img_size, but the composite '
+                         'loss was not given the input size')
+    height, width = img_size
+    size = torch.full((1, 2), float(height), dtype=unit.dtype, device=unit.device)
+    size[:, 1] = float(width)
+    return dict(img_size=size / unit.reshape(-1, 1))
 
 
 class CompositeLoss(nn.Module):

@@ -45,7 +45,7 @@ from ..ops.boxes import cxcywh_to_xyxy
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
 from .anchor_based import AnchorBasedLoss
-from .composite import build_part
+from .composite import box_part_kwargs, build_part
 
 #: yolov5's objectness balance of levels P3..P7 (``ComputeLoss.balance``).
 YOLOV5_OBJ_LEVEL_WEIGHTS = {3: (4.0, 1.0, 0.4)}
@@ -108,6 +108,9 @@ class YOLOv5Targets(NamedTuple):
         class loss is skipped, one class).
     cls_targets: ``[K, C]`` class targets (one-hot, label smoothing applied;
         ``None`` as ``cls_logits``).
+    box_kwargs: extra arguments of the box part: ``img_size`` ``[K, 2]``,
+        the input ``(h, w)`` over each slot's stride (the boxes' grid units),
+        for a part that wants the image size (MPDIoU); else empty.
     """
     valid: List[Tensor]
     obj_index: List[Tensor]
@@ -116,6 +119,7 @@ class YOLOv5Targets(NamedTuple):
     target_boxes: Tensor
     cls_logits: Optional[Tensor]
     cls_targets: Optional[Tensor]
+    box_kwargs: Dict[str, Tensor] = {}
 
 
 @MODELS.register_module()
@@ -319,8 +323,14 @@ class YOLOv5Loss(AnchorBasedLoss):
                 cls_target[:, :, None, None, :].expand(
                     *part.shape, num_classes).reshape(-1, num_classes)
                 for part in valid])
+        # Boxes are in grid units of their level: a part that wants the
+        # image size (MPDIoU) gets (h, w) / stride per slot.
+        slot_strides = torch.cat([
+            torch.full((level_valid.numel(),), float(stride), dtype=dtype, device=device)
+            for level_valid, stride in zip(valid, self.strides)])
         return YOLOv5Targets(valid, obj_index, obj_logits, pred_boxes, target_boxes,
-                             cls_logits, cls_targets)
+                             cls_logits, cls_targets,
+                             box_part_kwargs(self.loss_bbox, img_size, slot_strides))
 
     # ------------------------------------------------------------------ losses
     def _losses(self, prepared: YOLOv5Targets) -> Tuple[Dict[str, Tensor], List[Tensor]]:
@@ -340,7 +350,8 @@ class YOLOv5Loss(AnchorBasedLoss):
         box_scale = torch.cat([(weight / (count + avg_eps)).reshape(-1)
                                for weight, count in zip(weights, num_matches)])
         loss_box = self.loss_bbox(prepared.pred_boxes, prepared.target_boxes,
-                                  weight=box_scale, reduction_override='sum')
+                                  weight=box_scale, reduction_override='sum',
+                                  **prepared.box_kwargs)
         with torch.no_grad():
             iou = self.loss_bbox.iou(prepared.pred_boxes.detach(),
                                      prepared.target_boxes).to(dtype).clamp(min=0)

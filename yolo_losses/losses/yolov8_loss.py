@@ -71,7 +71,7 @@ from ..ops.targets import pad_targets
 from ..kernels import resolve_fused
 from ..registry import MODELS, TASK_UTILS
 from .class_weights import ClassWeights, ClassWeightsArg, check_class_weights
-from .composite import CompositeLoss, build_part
+from .composite import CompositeLoss, box_part_kwargs, build_part
 from .cross_entropy_loss import CrossEntropyLoss
 from .utils import AVG_FACTOR_EPS
 
@@ -516,8 +516,12 @@ class YOLOv8Loss(ClassWeights, CompositeLoss):
                                  points + _PLACEHOLDER_HALF_SIDE), dim=-1)
         target_boxes = torch.where(fg_mask.unsqueeze(-1), assigned_boxes / point_strides,
                                    placeholder)
+        # Boxes are in stride units per point: a part that wants the image
+        # size (MPDIoU) gets (h, w) / stride per point.
         loss_box = self.loss_bbox(pred_boxes.reshape(-1, 4), target_boxes.reshape(-1, 4),
-                                  weight=point_weight.reshape(-1), avg_factor=score_sum)
+                                  weight=point_weight.reshape(-1), avg_factor=score_sum,
+                                  **box_part_kwargs(self.loss_bbox, prepared.img_size,
+                                                    point_strides))
 
         side_weight = point_weight.unsqueeze(-1).expand(-1, 4)
         if reg_max == 1:
