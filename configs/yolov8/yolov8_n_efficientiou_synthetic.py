@@ -1,0 +1,12 @@
+# Box-loss swap without code: YOLOv8-n with Efficient-IoU (Zhang et al.; not
+# mmdet's EIoULoss) instead of CIoU; everything else is the default config
+# (compare the two runs with tools/compare.py or tools/plot_curves.py). See
+# docs/box_losses.md.
+_base_ = './yolov8_n_synthetic.py'
+
+model = dict(
+    bbox_head=dict(
+        loss=dict(
+            type='YOLOv8Loss',
+            loss_bbox=dict(type='EfficientIoULoss', gamma=0.0, reduction='mean',
+                           loss_weight=7.5))))
