@@ -19,6 +19,12 @@ logits (a YOLOv8 head: 8 x 8400 x 80 by default) flattened to ``[B*A, C]``,
 with soft targets on ~5% of the priors; the IoU family gets ``N`` pairs of
 xyxy boxes (100k by default). Every loss uses ``reduction='mean'``.
 
+A third group (``--only modern``) times the modern box losses (Wise-IoU,
+MPDIoU, Inner-/Focaler-IoU, Shape-IoU, NWD, Alpha-IoU, Efficient-IoU,
+PIoU) side by side with ``CIoULoss`` on the same box pairs (1M by default),
+in one run: its own table, with each loss's time over ``CIoULoss``'s
+(``style='yolo'``, the YOLO default) and, for the record, mmdet's CIoU.
+
 Columns: loss, impl, shape, dtype, ms fwd+bwd (median over ``--repeat``
 timed calls after ``--warmup`` untimed ones; CUDA is synchronised around each
 call), ratio to ours (impl ms / ours ms: above 1 is slower than ours). On
@@ -61,6 +67,27 @@ SIZES: Dict[str, Tuple[Tuple[int, int, int], int]] = {
     'default': ((8, 8400, 80), 100_000),
     'large': ((32, 8400, 80), 1_000_000),
 }
+# box pairs of the modern box-loss group, per --size
+MODERN_BOXES: Dict[str, int] = {'tiny': 256, 'small': 100_000, 'default': 1_000_000,
+                                'large': 1_000_000}
+# (row name, config); the first is the baseline of the "x CIoU" column
+MODERN_BOX_LOSSES: List[Tuple[str, dict]] = [
+    ("CIoULoss(style='yolo')", dict(type='CIoULoss', style='yolo')),
+    ('CIoULoss', dict(type='CIoULoss')),
+    ('WIoULoss(v3)', dict(type='WIoULoss')),
+    ('WIoULoss(v1)', dict(type='WIoULoss', version='v1')),
+    ('MPDIoULoss', dict(type='MPDIoULoss', img_size=(640, 640))),
+    ('InnerIoULoss(CIoU)', dict(type='InnerIoULoss', loss=dict(type='CIoULoss', style='yolo'))),
+    ('FocalerIoULoss(CIoU)', dict(type='FocalerIoULoss',
+                                  loss=dict(type='CIoULoss', style='yolo'))),
+    ('ShapeIoULoss', dict(type='ShapeIoULoss')),
+    ('NWDLoss', dict(type='NWDLoss')),
+    ('AlphaIoULoss(ciou)', dict(type='AlphaIoULoss')),
+    ('EfficientIoULoss', dict(type='EfficientIoULoss')),
+    ('EfficientIoULoss(gamma=0.5)', dict(type='EfficientIoULoss', gamma=0.5)),
+    ('PIoULoss(v1)', dict(type='PIoULoss')),
+    ('PIoULoss(v2)', dict(type='PIoULoss', version=2)),
+]
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16,
           'float64': torch.float64}
 POSITIVE_FRACTION = 0.05
@@ -274,7 +301,9 @@ def classification_cases(logits_shape: Sequence[int], device: torch.device,
     return cases
 
 
-def box_cases(num_boxes: int, device: torch.device, dtype: torch.dtype, tv_ops) -> List[Case]:
+def _box_pairs(num_boxes: int, device: torch.device, dtype: torch.dtype):
+    """``num_boxes`` xyxy targets in a 640-pixel image and jittered
+    predictions of positive size."""
     generator = torch.Generator(device='cpu').manual_seed(1)
     xy = torch.rand(num_boxes, 2, generator=generator) * 600
     wh = torch.rand(num_boxes, 2, generator=generator) * 100 + 4
@@ -282,7 +311,11 @@ def box_cases(num_boxes: int, device: torch.device, dtype: torch.dtype, tv_ops) 
     jitter = torch.randn(num_boxes, 4, generator=generator) * 6
     pred = target + jitter
     pred = torch.cat([pred[:, :2], torch.max(pred[:, 2:], pred[:, :2] + 1)], 1)
-    pred, target = pred.to(device, dtype), target.to(device, dtype)
+    return pred.to(device, dtype), target.to(device, dtype)
+
+
+def box_cases(num_boxes: int, device: torch.device, dtype: torch.dtype, tv_ops) -> List[Case]:
+    pred, target = _box_pairs(num_boxes, device, dtype)
     leaf = pred.clone().requires_grad_()
     shape = f'{num_boxes}x4'
 
@@ -382,6 +415,44 @@ def run(cases: List[Case], device: torch.device, dtype: torch.dtype, warmup: int
     return rows, notes
 
 
+def modern_box_rows(num_boxes: int, device: torch.device, dtype: torch.dtype,
+                    warmup: int, repeat: int) -> List[List[str]]:
+    """The modern box losses and CIoU on the same pairs: ms with validation
+    off and on, and the ratio of each (off) to ``CIoULoss(style='yolo')``
+    (off). Losses are in training mode (WIoU's running-mean update runs)."""
+    pred, target = _box_pairs(num_boxes, device, dtype)
+    leaf = pred.clone().requires_grad_()
+    rows, baseline = [], None
+    for name, cfg in MODERN_BOX_LOSSES:
+        times = []
+        for validate in (False, True):
+            try:
+                loss = build_loss(dict(cfg, validate=validate)).to(device).train()
+            except Exception as err:  # not on this branch
+                times = None
+                rows.append([name, f'{num_boxes}x4', str(dtype).replace('torch.', ''),
+                             f'skipped: {type(err).__name__}: {err}', '-', '-'])
+                break
+            times.append(time_call(lambda: loss(leaf, target), leaf, device, warmup,
+                                   repeat)[0])
+        if times is None:
+            continue
+        if baseline is None:
+            baseline = times[0]
+        rows.append([name, f'{num_boxes}x4', str(dtype).replace('torch.', ''),
+                     f'{times[0]:.3f}', f'{times[1]:.3f}', f'{times[0] / baseline:.2f}'])
+    return rows
+
+
+def render_modern(rows: List[List[str]]) -> str:
+    header = ['loss', 'shape', 'dtype', 'ms fwd+bwd', 'ms +validate', "x CIoU(yolo)"]
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    lines = ['  '.join(h.ljust(w) for h, w in zip(header, widths)),
+             '  '.join('-' * w for w in widths)]
+    lines += ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return '\n'.join(lines)
+
+
 def render(rows: List[List[str]], cuda: bool) -> str:
     header = ['loss', 'impl', 'shape', 'dtype', 'ms fwd+bwd', 'ratio to ours']
     if cuda:
@@ -404,7 +475,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--repeat', type=int, default=10, help='timed calls (median)')
     parser.add_argument('--warmup', type=int, default=None,
                         help='untimed calls first (default: 2, 1 when --repeat is 1)')
-    parser.add_argument('--only', choices=('classification', 'boxes'), default=None,
+    parser.add_argument('--only', choices=('classification', 'boxes', 'modern'), default=None,
                         help='run one group only')
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -435,13 +506,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cases += classification_cases(logits_shape, device, dtype, tv_ops)
     if args.only in (None, 'boxes'):
         cases += box_cases(num_boxes, device, dtype, tv_ops)
-    rows, notes = run(cases, device, dtype, args.warmup, args.repeat)
-    print(render(rows, device.type == 'cuda'))
-    if notes:
-        print(f'\nvalues differing from ours by more than {VALUE_RTOL:g} relative:')
-        print('\n'.join('  ' + n for n in notes))
-    else:
-        print(f'\nall values agree with ours within {VALUE_RTOL:g} relative')
+    if cases:
+        rows, notes = run(cases, device, dtype, args.warmup, args.repeat)
+        print(render(rows, device.type == 'cuda'))
+        if notes:
+            print(f'\nvalues differing from ours by more than {VALUE_RTOL:g} relative:')
+            print('\n'.join('  ' + n for n in notes))
+        else:
+            print(f'\nall values agree with ours within {VALUE_RTOL:g} relative')
+    if args.only in (None, 'modern'):
+        print(f'\nmodern box losses vs CIoULoss, {MODERN_BOXES[args.size]} box pairs, '
+              'training mode:')
+        print(render_modern(modern_box_rows(MODERN_BOXES[args.size], device, dtype,
+                                            args.warmup, args.repeat)))
     return 0
 
 
