@@ -183,3 +183,24 @@ def test_tool_prints_a_plain_table():
     assert set(BASIC_LOSSES) <= set(names)
     focal = next(line for line in lines if line.startswith('FocalLoss '))
     assert 'gamma=2.0' in focal and 'alpha=0.25' in focal
+
+
+MODERN_BOX_LOSSES = {
+    'WIoULoss': 'Instinct323/wiou', 'MPDIoULoss': '2307.07662',
+    'InnerIoULoss': 'malagoutou/Inner-IoU', 'FocalerIoULoss': 'malagoutou/Focaler-IoU',
+    'ShapeIoULoss': 'malagoutou/Shape-IoU', 'NWDLoss': 'jwwangchn/NWD',
+    'AlphaIoULoss': 'Jacobi93/Alpha-IoU', 'EfficientIoULoss': 'objectdetection_script',
+    'PIoULoss': 'fppccc/Powerful-IoU'}
+
+
+def test_modern_box_losses_are_listed_with_their_references():
+    records = {r['name']: r for r in json.loads(losses_as_json(describe_registered_losses()))}
+    for name, source in MODERN_BOX_LOSSES.items():
+        assert source in records[name].get('reference', ''), records[name]
+    assert 'AI-TOD' in records['NWDLoss']['reference']
+    assert "NOT mmdet's EIoULoss" in records['EfficientIoULoss']['reference']
+    table = format_table(describe_registered_losses())
+    wiou = next(line for line in table.splitlines() if line.startswith('WIoULoss '))
+    assert 'Reference: Instinct323/wiou' in wiou and "version='v3'" in wiou
+    # losses without a reference keep the old JSON record (no 'reference' key)
+    assert 'reference' not in records['FocalLoss']

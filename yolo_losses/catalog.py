@@ -48,14 +48,17 @@ class Argument:
 @dataclasses.dataclass
 class LossInfo:
     """A registered loss: registry name, defining module, the plugin (entry
-    point name) that provided it if any, constructor arguments and the first
-    sentence of its own docstring."""
+    point name) that provided it if any, constructor arguments, the first
+    sentence of its own docstring, and its reference (the class attribute
+    ``catalog_reference``: repository @ commit, paper, where the defaults
+    come from; empty when the class has none)."""
 
     name: str
     module: str
     plugin: Optional[str]
     arguments: List[Argument]
     summary: str
+    reference: str = ''
 
 
 def is_loss_class(obj: Any) -> bool:
@@ -126,7 +129,8 @@ def describe_registered_losses(registry=None) -> List[LossInfo]:
         losses.append(LossInfo(
             name=name, module=cls.__module__,
             plugin=plugins.get(cls.__module__.split('.')[0]),
-            arguments=constructor_arguments(cls), summary=_summary(cls)))
+            arguments=constructor_arguments(cls), summary=_summary(cls),
+            reference=str(getattr(cls, 'catalog_reference', '') or '')))
     return losses
 
 
@@ -141,10 +145,13 @@ def _jsonable(value: Any) -> Any:
 def losses_as_json(losses: List[LossInfo]) -> str:
     """The catalog as JSON: a list of objects with ``name``, ``module``,
     ``plugin``, ``summary`` and ``arguments`` (``name``, ``default``,
-    ``required``; a default that JSON cannot hold is given as its repr)."""
+    ``required``; a default that JSON cannot hold is given as its repr), and
+    ``reference`` for the losses that name one)."""
     records = []
     for info in losses:
         record = dataclasses.asdict(info)
+        if not record['reference']:
+            del record['reference']
         for argument in record['arguments']:
             argument['default'] = _jsonable(argument['default'])
         records.append(record)
@@ -155,6 +162,8 @@ def _rows(losses: List[LossInfo]) -> List[List[str]]:
     rows = []
     for info in losses:
         summary = info.summary
+        if info.reference:
+            summary = f'{summary} Reference: {info.reference}.'.strip()
         if info.plugin is not None:
             summary = f'{summary} [plugin {info.plugin}]'.strip()
         rows.append([info.name, summary,

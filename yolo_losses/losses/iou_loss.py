@@ -363,7 +363,8 @@ class EIoULoss(_BoxLoss):
     boxes and goes negative for disjoint ones; the penalty of
     ``d = 1 - eiou`` is ``0.5 d**2 / smooth_point`` below ``smooth_point``
     and ``d - 0.5 smooth_point`` above. (It is mmdet's EIoU, not Zhang et
-    al.'s Efficient-IoU.)
+    al.'s Efficient-IoU, which is ``EfficientIoULoss``: IoU plus centre,
+    width and height distance terms, "EIoU" in most YOLO forks.)
 
     Args:
         eps: added to the union. Default 1e-6.

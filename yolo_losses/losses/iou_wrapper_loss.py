@@ -149,6 +149,8 @@ class InnerIoULoss(_IoUWrapperLoss):
 
     ``iou(pred, target)`` gives the base's ``iou()``.
     """
+    catalog_reference = ('malagoutou/Inner-IoU @ db9e8db; arXiv 2311.02877; wraps any box loss '
+                         "with iou(); ratio 0.75 in the authors' range 0.5-1.5")
 
     def __init__(self, loss: dict, ratio: float = 0.75, reduction: str = 'mean',
                  loss_weight: float = 1.0, validate: Optional[bool] = None,
@@ -186,6 +188,8 @@ class FocalerIoULoss(_IoUWrapperLoss):
 
     ``iou(pred, target)`` gives the base's ``iou()``.
     """
+    catalog_reference = ('malagoutou/Focaler-IoU @ d4dfc34; arXiv 2401.10525; wraps any box loss'
+                         " with iou(); d=0, u=0.95: the reference code's")
 
     def __init__(self, loss: dict, d: float = 0.0, u: float = 0.95,
                  reduction: str = 'mean', loss_weight: float = 1.0,

@@ -106,6 +106,9 @@ class WIoULoss(_BoxLoss):
     ``iou(pred, target)`` gives the plain IoU ``1 - L_IoU`` (no state
     change).
     """
+    catalog_reference = ('Instinct323/wiou iou.py @ ca97fc0; Tong et al. 2023, arXiv 2301.10051;'
+                         " alpha, delta: the paper's (the repository's class defaults are 1.7, "
+                         "2.7), momentum: the repository's")
 
     def __init__(self, version: str = 'v3', alpha: float = 1.9, delta: float = 3.0,
                  gamma: float = 0.5, momentum: float = 0.01, reduction: str = 'mean',
