@@ -39,6 +39,14 @@ def test_bench_basic_losses_tiny():
         assert re.search(r'^GIoULoss\s+torchvision\s', out, re.M)
     # the plain formulas written in the script give our values
     assert 'all values agree with ours within 0.001 relative' in out, out
+    # the modern box losses, each timed next to CIoU (ratio 1 for the baseline)
+    assert re.search(r"^CIoULoss\(style='yolo'\)\s+256x4\s+float32\s+" + NUMBER + r'\s+'
+                     + NUMBER + r'\s+1\.00\s*$', out, re.M), out
+    for loss in ('WIoULoss(v3)', 'MPDIoULoss', 'InnerIoULoss(CIoU)', 'FocalerIoULoss(CIoU)',
+                 'ShapeIoULoss', 'NWDLoss', 'AlphaIoULoss(ciou)', 'EfficientIoULoss',
+                 'PIoULoss(v2)'):
+        assert re.search(rf'^{re.escape(loss)}\s+256x4\s+float32\s+{NUMBER}\s+{NUMBER}'
+                         rf'\s+{NUMBER}\s*$', out, re.M), f'no modern row for {loss}:\n{out}'
 
 
 def test_bench_speed_runs_both_parts_quick():
