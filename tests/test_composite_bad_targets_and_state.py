@@ -121,6 +121,7 @@ STATEFUL = {
     'YOLOv5Loss-autobalance': (
         dict(type='YOLOv5Loss', num_classes=NUM_CLASSES, autobalance=True),
         lambda: anchor_or_point_case('YOLOv5Loss')),
+    'WIoULoss': (dict(type='WIoULoss'), box_case),
 }
 
 

@@ -130,3 +130,21 @@ def test_iou_is_the_plain_iou_and_has_no_side_effect():
     loss = build_loss(dict(type='WIoULoss')).train()
     assert loss.iou(*hand_case()).item() == pytest.approx(1 / 3)
     assert loss.iou_mean.item() == 1.0
+
+
+def test_wrapper_around_wiou_updates_once_and_not_on_a_failed_call():
+    """Inner-IoU around Wise-IoU: the base's mean moves once per call (over
+    the weighted boxes), and a call that fails its checks moves nothing."""
+    loss = build_loss(dict(type='InnerIoULoss', loss=dict(type='WIoULoss', momentum=0.5)))
+    loss.train()
+    pred, target = hand_case()
+    loss(pred, target)
+    assert loss.loss.iou_mean.item() == pytest.approx(5 / 6)
+    before = loss.state_dict()['loss.iou_mean'].clone()
+    with pytest.raises(ValueError):
+        loss(pred, target[:, :3])
+    bad = pred.clone()
+    bad[0, 0] = float('nan')
+    with pytest.raises(ValueError):
+        loss(bad, target)
+    assert torch.equal(loss.state_dict()['loss.iou_mean'], before)
