@@ -44,6 +44,13 @@ CASES = {
 }
 for _box in ('IoULoss', 'GIoULoss', 'DIoULoss', 'CIoULoss', 'EIoULoss', 'SIoULoss'):
     CASES[_box] = (dict(type=_box), (0, 4), torch.zeros(0, 4), (), (0,))
+# the modern box losses (docs/box_losses.md)
+for _cfg in (dict(type='WIoULoss'), dict(type='MPDIoULoss', img_size=(64, 64)),
+             dict(type='InnerIoULoss', loss=dict(type='CIoULoss')),
+             dict(type='FocalerIoULoss', loss=dict(type='WIoULoss')),
+             dict(type='ShapeIoULoss'), dict(type='NWDLoss'), dict(type='AlphaIoULoss'),
+             dict(type='EfficientIoULoss', gamma=0.5), dict(type='PIoULoss', version=2)):
+    CASES[_cfg['type']] = (_cfg, (0, 4), torch.zeros(0, 4), (), (0,))
 
 
 def test_every_basic_loss_module_is_covered():
