@@ -23,7 +23,9 @@ A third group (``--only modern``) times the modern box losses (Wise-IoU,
 MPDIoU, Inner-/Focaler-IoU, Shape-IoU, NWD, Alpha-IoU, Efficient-IoU,
 PIoU) side by side with ``CIoULoss`` on the same box pairs (1M by default),
 in one run: its own table, with each loss's time over ``CIoULoss``'s
-(``style='yolo'``, the YOLO default) and, for the record, mmdet's CIoU.
+(``style='yolo'``, the YOLO default) and, for the record, mmdet's CIoU;
+the calls are interleaved across losses so that load changes on a shared
+machine hit all of them alike.
 
 Columns: loss, impl, shape, dtype, ms fwd+bwd (median over ``--repeat``
 timed calls after ``--warmup`` untimed ones; CUDA is synchronised around each
@@ -419,29 +421,46 @@ def modern_box_rows(num_boxes: int, device: torch.device, dtype: torch.dtype,
                     warmup: int, repeat: int) -> List[List[str]]:
     """The modern box losses and CIoU on the same pairs: ms with validation
     off and on, and the ratio of each (off) to ``CIoULoss(style='yolo')``
-    (off). Losses are in training mode (WIoU's running-mean update runs)."""
+    (off). Losses are in training mode (WIoU's running-mean update runs).
+
+    The calls are interleaved (round ``r`` times every loss once, then round
+    ``r + 1``), so a change of machine load during the run hits every loss
+    alike instead of skewing the ratios; each time is a median over rounds.
+    """
     pred, target = _box_pairs(num_boxes, device, dtype)
     leaf = pred.clone().requires_grad_()
-    rows, baseline = [], None
+    dtype_name = str(dtype).replace('torch.', '')
+    rows: Dict[str, List[str]] = {}
+    calls: List[Tuple[str, int, Callable[[], Tensor]]] = []
     for name, cfg in MODERN_BOX_LOSSES:
-        times = []
-        for validate in (False, True):
+        for index, validate in enumerate((False, True)):
             try:
                 loss = build_loss(dict(cfg, validate=validate)).to(device).train()
             except Exception as err:  # not on this branch
-                times = None
-                rows.append([name, f'{num_boxes}x4', str(dtype).replace('torch.', ''),
-                             f'skipped: {type(err).__name__}: {err}', '-', '-'])
+                rows[name] = [name, f'{num_boxes}x4', dtype_name,
+                              f'skipped: {type(err).__name__}: {err}', '-', '-']
                 break
-            times.append(time_call(lambda: loss(leaf, target), leaf, device, warmup,
-                                   repeat)[0])
-        if times is None:
+            calls.append((name, index, lambda loss=loss: loss(leaf, target)))
+    for _, _, call in calls:
+        time_call(call, leaf, device, warmup, 1)
+    times: Dict[Tuple[str, int], List[float]] = {}
+    for _ in range(repeat):
+        for name, index, call in calls:
+            if name in rows:
+                continue
+            times.setdefault((name, index), []).append(
+                time_call(call, leaf, device, 0, 1)[0])
+    baseline = None
+    for name, _ in MODERN_BOX_LOSSES:
+        if name in rows:
             continue
+        off = statistics.median(times[(name, 0)])
+        on = statistics.median(times[(name, 1)])
         if baseline is None:
-            baseline = times[0]
-        rows.append([name, f'{num_boxes}x4', str(dtype).replace('torch.', ''),
-                     f'{times[0]:.3f}', f'{times[1]:.3f}', f'{times[0] / baseline:.2f}'])
-    return rows
+            baseline = off
+        rows[name] = [name, f'{num_boxes}x4', dtype_name, f'{off:.3f}', f'{on:.3f}',
+                      f'{off / baseline:.2f}']
+    return [rows[name] for name, _ in MODERN_BOX_LOSSES]
 
 
 def render_modern(rows: List[List[str]]) -> str:
