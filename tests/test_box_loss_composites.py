@@ -174,12 +174,16 @@ def _one_box_targets():
     return torch.tensor([[0, 0, 48 / W, 32 / H, 28.8 / W, 25.6 / H]])
 
 
-def test_yolov8_gives_mpdiou_the_image_size_in_stride_units():
+@pytest.mark.parametrize('reg_max', [16, 1])
+def test_yolov8_gives_mpdiou_the_image_size_in_stride_units(reg_max):
+    if reg_max == 1 and not _reg_max_one_available():
+        pytest.skip('YOLOv8Loss(reg_max=1) is not on this branch yet (issue 13)')
     SpyMPDIoU.calls.clear()
-    loss = build_loss(dict(type='YOLOv8Loss', num_classes=1, loss_bbox=dict(type=SpyMPDIoU)))
+    loss = build_loss(dict(type='YOLOv8Loss', num_classes=1, reg_max=reg_max,
+                           loss_bbox=dict(type=SpyMPDIoU)))
     rng = np.random.default_rng(0)
-    preds = [torch.from_numpy(rng.normal(0, 1, (1, 64 + 1, H // s, W // s)).astype(np.float32))
-             for s in (8, 16, 32)]
+    preds = [torch.from_numpy(rng.normal(0, 1, (1, 4 * reg_max + 1, H // s, W // s))
+                              .astype(np.float32)) for s in (8, 16, 32)]
     loss(preds, _one_box_targets(), img_size=(H, W))
     assert len(SpyMPDIoU.calls) == 1
     _check_unit_and_penalty(SpyMPDIoU.calls[0], (TARGET_PX[2:] - TARGET_PX[:2]).float())
