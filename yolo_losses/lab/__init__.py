@@ -6,7 +6,10 @@ imports it.
 """
 from __future__ import annotations
 
+import contextlib
 import os.path as osp
+import signal
+import threading
 from typing import Optional, Sequence, TextIO
 
 from .compare import (RunSpec, Variant, VariantAction, parse_overrides, plan,
@@ -18,6 +21,31 @@ __all__ = ['RunSpec', 'Variant', 'VariantAction', 'build_report',
            'paired_difference', 'parse_overrides', 'plan', 'render_markdown',
            'run_lab', 'run_matrix', 'run_state', 'subprocess_trainer',
            't_interval', 't_quantile', 'write_report']
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM / SIGINT: kill the training processes (their runs stay
+    resumable), then exit; the handlers are restored afterwards."""
+    from .compare import STOPPING, stop_children
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        stop_children()
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    STOPPING.clear()
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def run_lab(base_config: str, variants: Sequence[Variant],
@@ -47,9 +75,10 @@ def run_lab(base_config: str, variants: Sequence[Variant],
 
     if main:
         report()
-    run_matrix(specs, jobs=jobs, trainer=trainer,
-               on_run_end=report if main else None, stream=stream,
-               progress_interval=progress_interval)
+    with _stop_on_signals():
+        run_matrix(specs, jobs=jobs, trainer=trainer,
+                   on_run_end=report if main else None, stream=stream,
+                   progress_interval=progress_interval)
     if not main:
         return build_report(base_config, variants, seeds, specs)
     final = report()

@@ -252,15 +252,36 @@ def train_command(spec: RunSpec, resume: bool) -> List[str]:
     return cmd
 
 
+# training processes alive now, and whether the lab is being stopped (a
+# run cut short then stays "interrupted", to be resumed, not "failed")
+_LIVE: set = set()
+_LIVE_LOCK = threading.Lock()
+STOPPING = threading.Event()
+
+
+def stop_children() -> None:
+    """Mark the lab as stopping and kill every training process it
+    started (they resume from their last checkpoint next time)."""
+    STOPPING.set()
+    with _LIVE_LOCK:
+        for process in list(_LIVE):
+            if process.poll() is None:
+                process.kill()
+
+
 def subprocess_trainer(spec: RunSpec, resume: bool,
                        on_line: Callable[[str], None],
                        env: Dict[str, str]) -> int:
     """Run ``tools/train.py`` for ``spec``; every output line goes to
     ``on_line``. Returns its exit code."""
-    process = subprocess.Popen(train_command(spec, resume), env=env,
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True,
-                               bufsize=1, errors='replace')
+    with _LIVE_LOCK:
+        if STOPPING.is_set():
+            raise RuntimeError('the lab is stopping')
+        process = subprocess.Popen(train_command(spec, resume), env=env,
+                                   stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True,
+                                   bufsize=1, errors='replace')
+        _LIVE.add(process)
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -270,6 +291,8 @@ def subprocess_trainer(spec: RunSpec, resume: bool,
         if process.poll() is None:  # the lab itself was interrupted
             process.kill()
             process.wait()
+        with _LIVE_LOCK:
+            _LIVE.discard(process)
 
 
 _TRAIN_LINE = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
@@ -374,6 +397,10 @@ def execute_run(spec: RunSpec, trainer: Trainer, progress: Progress,
         except Exception as err:  # a broken trainer must not stop the matrix
             error = f'{type(err).__name__}: {err}'
         seconds = save_seconds()
+        if STOPPING.is_set():
+            log.write('# loss lab: stopped; the next run of the command '
+                      'resumes this one\n')
+            return dict(status='interrupted', log=log_path, seconds=seconds)
         if error:
             log.write(f'# loss lab: failed: {error}\n')
 
@@ -462,11 +489,15 @@ def run_matrix(specs: Sequence[RunSpec], jobs: int = 1,
     slot_lock, end_lock = threading.Lock(), threading.Lock()
 
     def work(spec: RunSpec) -> None:
+        if STOPPING.is_set():
+            return
         with slot_lock:
             slot = slots.pop(0)
         try:
             status = execute_run(spec, trainer, progress,
                                  child_env(slot, jobs, launcher))
+            if status['status'] == 'interrupted':
+                return
             with end_lock:
                 results[spec.work_dir] = status
                 if on_run_end is not None and _is_main_rank():
