@@ -387,3 +387,28 @@ def test_real_interrupted_run_resumes_from_its_checkpoint(tiny_config, tmp_path)
     run = report['variants'][0]['runs'][0]
     assert run['status'] == 'done'
     assert [r['epoch'] for r in run['curve']] == [1, 2]
+
+
+def test_child_env_one_gpu_per_job_threads_per_job_and_ports(monkeypatch):
+    from yolo_losses.lab.compare import child_env
+
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,5')
+    assert [child_env(slot, 2)['CUDA_VISIBLE_DEVICES'] for slot in (0, 1)] == [
+        '3', '5']
+    assert child_env(2, 3)['CUDA_VISIBLE_DEVICES'] == '3'  # more jobs than GPUs
+    assert child_env(0, 1)['CUDA_VISIBLE_DEVICES'] == '3,5'  # one job: all GPUs
+    # no GPU: the cores are split between the jobs
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '-1')
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(os, 'cpu_count', lambda: 8)
+    assert child_env(1, 4)['OMP_NUM_THREADS'] == '2'
+    assert child_env(1, 16)['OMP_NUM_THREADS'] == '1'
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')
+    assert child_env(1, 4)['OMP_NUM_THREADS'] == '3'  # the user's choice stays
+    # under torchrun: run k's processes meet on MASTER_PORT + 1 + k, not in
+    # torchrun's own store
+    monkeypatch.setenv('MASTER_PORT', '29600')
+    monkeypatch.setenv('TORCHELASTIC_USE_AGENT_STORE', 'True')
+    env = child_env(0, 1, 'pytorch', index=4)
+    assert env['MASTER_PORT'] == '29605'
+    assert 'TORCHELASTIC_USE_AGENT_STORE' not in env

@@ -348,9 +348,11 @@ def execute_run(spec: RunSpec, trainer: Trainer, progress: Progress,
     ``failed`` with the log path and the error.
     """
     os.makedirs(spec.work_dir, exist_ok=True)
-    log_path = osp.join(spec.work_dir, LOG_FILE)
-    resume = has_checkpoint(spec.work_dir)
     main = _is_main_rank()
+    # under a launcher every rank trains; rank 0 keeps the marker and train.log
+    log_path = osp.join(spec.work_dir, LOG_FILE if main else
+                        f'train.rank{os.environ.get("RANK")}.log')
+    resume = has_checkpoint(spec.work_dir)
     status_path = osp.join(spec.work_dir, STATUS_FILE)
     if main and osp.exists(status_path):  # a failed run being retried
         os.remove(status_path)
@@ -426,16 +428,27 @@ def execute_run(spec: RunSpec, trainer: Trainer, progress: Progress,
     return status
 
 
-def child_env(slot: int, jobs: int, launcher: str = 'none') -> Dict[str, str]:
+def child_env(slot: int, jobs: int, launcher: str = 'none',
+              index: int = 0) -> Dict[str, str]:
     """Environment of the training process in worker ``slot``.
 
     With several jobs: on a machine with several visible GPUs, job slot i
     gets GPU i mod count (``CUDA_VISIBLE_DEVICES``); on a CPU each job gets
     cores / jobs OpenMP threads unless ``OMP_NUM_THREADS`` is set.
+
+    Under a launcher (this command started by torchrun on every process)
+    the training processes of run ``index`` form their own process group
+    on ``MASTER_PORT + 1 + index``, the same on every rank, so that runs
+    one after another never meet the previous group's (or torchrun's own)
+    store.
     """
     env = dict(os.environ)
     env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-    if jobs <= 1 or launcher != 'none':
+    if launcher != 'none':
+        env['MASTER_PORT'] = str(int(env.get('MASTER_PORT', '29500')) + 1 + index)
+        env.pop('TORCHELASTIC_USE_AGENT_STORE', None)
+        return env
+    if jobs <= 1:
         return env
     visible = env.get('CUDA_VISIBLE_DEVICES')
     if visible is not None and visible.strip() not in ('', '-1'):
@@ -488,6 +501,8 @@ def run_matrix(specs: Sequence[RunSpec], jobs: int = 1,
     slots = list(range(jobs))
     slot_lock, end_lock = threading.Lock(), threading.Lock()
 
+    index_of = {spec.work_dir: i for i, spec in enumerate(specs)}
+
     def work(spec: RunSpec) -> None:
         if STOPPING.is_set():
             return
@@ -495,7 +510,8 @@ def run_matrix(specs: Sequence[RunSpec], jobs: int = 1,
             slot = slots.pop(0)
         try:
             status = execute_run(spec, trainer, progress,
-                                 child_env(slot, jobs, launcher))
+                                 child_env(slot, jobs, launcher,
+                                           index_of[spec.work_dir]))
             if status['status'] == 'interrupted':
                 return
             with end_lock:
