@@ -412,3 +412,18 @@ def test_child_env_one_gpu_per_job_threads_per_job_and_ports(monkeypatch):
     env = child_env(0, 1, 'pytorch', index=4)
     assert env['MASTER_PORT'] == '29605'
     assert 'TORCHELASTIC_USE_AGENT_STORE' not in env
+
+
+def test_changed_options_in_an_existing_work_dir_are_refused(no_plots,
+                                                             tiny_config,
+                                                             tmp_path):
+    lab(tiny_config, tmp_path / 'lab', FakeTrainer(FINALS), seeds=(0,))
+    before = (tmp_path / 'lab' / 'report.json').read_text()
+    variants = [Variant('base'), Variant('new', ['model.test_cfg.iou_thr=0.5'])]
+    trainer = FakeTrainer(FINALS)
+    with pytest.raises(ValueError, match=r'new/seed_0 holds a run .*'
+                       r'iou_thr=0.6.*use another --work-dir'):
+        run_lab(tiny_config, variants, [0], str(tmp_path / 'lab'),
+                trainer=trainer)
+    assert trainer.calls == []
+    assert (tmp_path / 'lab' / 'report.json').read_text() == before

@@ -61,7 +61,11 @@ def run_lab(base_config: str, variants: Sequence[Variant],
     """
     from .compare import _is_main_rank
 
+    from .compare import check_same_run
+
     specs = plan(base_config, variants, seeds, work_dir, cfg_options, launcher)
+    for spec in specs:  # before the report is rewritten
+        check_same_run(spec)
     main = _is_main_rank()
     if main:
         from .compare import replaced_defaults

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 STATUS_FILE = 'lab_status.json'
+RUN_FILE = 'lab_run.json'
 TIME_FILE = 'lab_time.json'
 LOG_FILE = 'train.log'
 METRIC_KEYS = {'mAP': 'coco/bbox_mAP', 'mAP50': 'coco/bbox_mAP_50'}
@@ -196,6 +197,26 @@ def run_state(work_dir: str) -> str:
 
 def has_checkpoint(work_dir: str) -> bool:
     return osp.isfile(osp.join(work_dir, 'last_checkpoint'))
+
+
+def run_identity(spec: RunSpec) -> dict:
+    """What makes a run this run: its config file and options."""
+    return dict(config=osp.abspath(spec.config),
+                cfg_options=list(spec.cfg_options))
+
+
+def check_same_run(spec: RunSpec) -> None:
+    """``ValueError`` when ``spec.work_dir`` holds a run started with
+    another config or other options: skipping or resuming it would mix
+    budgets in one report."""
+    recorded = _read_json(osp.join(spec.work_dir, RUN_FILE))
+    if recorded is not None and recorded != run_identity(spec):
+        raise ValueError(
+            f'{spec.work_dir} holds a run of {recorded["config"]} with '
+            f'--cfg-options {" ".join(recorded["cfg_options"])}, not of '
+            f'{osp.abspath(spec.config)} with {" ".join(spec.cfg_options)}; '
+            'use another --work-dir (or delete that run) to change the '
+            'variants or the budget')
 
 
 def read_seconds(work_dir: str) -> float:
@@ -354,8 +375,10 @@ def execute_run(spec: RunSpec, trainer: Trainer, progress: Progress,
                         f'train.rank{os.environ.get("RANK")}.log')
     resume = has_checkpoint(spec.work_dir)
     status_path = osp.join(spec.work_dir, STATUS_FILE)
-    if main and osp.exists(status_path):  # a failed run being retried
-        os.remove(status_path)
+    if main:
+        if osp.exists(status_path):  # a failed run being retried
+            os.remove(status_path)
+        _write_json(osp.join(spec.work_dir, RUN_FILE), run_identity(spec))
     seconds_before = read_seconds(spec.work_dir)
     start = time.monotonic()
     state = dict(epoch=0, printed=0.0)
@@ -488,6 +511,8 @@ def run_matrix(specs: Sequence[RunSpec], jobs: int = 1,
                          'spans all the launched processes')
     progress = Progress(total=len(specs), stream=stream,
                         interval=progress_interval)
+    for spec in specs:
+        check_same_run(spec)
     todo = []
     for spec in specs:
         state = run_state(spec.work_dir)
