@@ -427,3 +427,18 @@ def test_changed_options_in_an_existing_work_dir_are_refused(no_plots,
                 trainer=trainer)
     assert trainer.calls == []
     assert (tmp_path / 'lab' / 'report.json').read_text() == before
+
+
+def test_report_before_any_run_ends_is_all_pending(tiny_config, tmp_path):
+    from yolo_losses.lab import build_report, render_markdown
+
+    variants = [Variant('a'), Variant('b', ['model.test_cfg.iou_thr=0.6'])]
+    specs = plan(tiny_config, variants, [0, 1, 2], str(tmp_path / 'lab'))
+    report = build_report(tiny_config, variants, [0, 1, 2], specs)
+    b = report['variants'][1]
+    assert [r['status'] for r in b['runs']] == ['pending'] * 3
+    assert b['runs'][0]['final'] is None and b['runs'][0]['seconds'] is None
+    assert b['mean'] == {'mAP': None, 'mAP50': None}
+    assert b['diff_vs_baseline'] == {'mAP': None, 'mAP50': None}
+    assert b['verdict'] is None
+    assert 'pending (no seed finished by both)' in render_markdown(report)

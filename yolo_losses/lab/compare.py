@@ -613,8 +613,8 @@ def replaced_defaults(variant: Variant) -> List[str]:
     """Warnings for ``variant``'s overrides that create a whole sub-dict
     (filled in by :func:`plan`)."""
     return [f'variant {variant.name}: {parent} is not in the config, so the '
-            f'override builds it from {keys} alone; every other argument takes '
-            'that type\'s own default, not the one the enclosing module used '
-            '(YOLOv8Loss\'s default loss_bbox has loss_weight 7.5, for one): '
-            'set every argument that matters'
+            f'override builds it from {", ".join(keys)} alone, every other '
+            'argument at that type\'s own default (not at the default the '
+            'enclosing module had: YOLOv8Loss\'s loss_bbox has loss_weight '
+            '7.5, for one)'
             for parent, keys in variant.created]

@@ -70,7 +70,9 @@ def build_report(base_config: str, variants: Sequence[Variant],
                 m: stats.paired_difference(finals[m], baseline_finals[m])
                 for m in TITLES}
             primary = entry['diff_vs_baseline'][PRIMARY]
-            entry['verdict'] = stats.verdict(primary['ci95'] if primary else None)
+            # no seed finished by both yet: nothing to judge
+            entry['verdict'] = (stats.verdict(primary['ci95']) if primary
+                                else None)
         out_variants.append(entry)
     warnings = [w for v in variants for w in replaced_defaults(v)]
     if len(seeds) < MIN_SEEDS:
@@ -107,8 +109,10 @@ def render_markdown(report: dict) -> str:
              f'Base config `{report["base_config"]}`, seeds {seeds}, '
              f'baseline **{base}**. Values are the final epoch\'s validation '
              'mAP (COCO, pycocotools); the verdict is on mAP@.5.', '']
-    for warning in report.get('warnings', []):
-        lines += [f'> **Warning:** {warning}.', '']
+    if report.get('warnings'):
+        lines += ['**Warnings**', '']
+        lines += [f'- {warning}' for warning in report['warnings']]
+        lines.append('')
     lines += ['## Variants', '']
     for variant in variants:
         lines.append(f'- **{variant["name"]}**: {_describe(variant)}')
@@ -148,8 +152,10 @@ def render_markdown(report: dict) -> str:
                 lo, hi = diff['bootstrap_ci95']
                 text += f'; bootstrap [{_fmt_signed(lo)}, {_fmt_signed(hi)}]'
             diffs.append(text)
-        if variant['verdict'] is None:
+        if variant['diff_vs_baseline'] is None:
             verdict = 'baseline'
+        elif variant['verdict'] is None:
+            verdict = 'pending (no seed finished by both)'
         elif variant['verdict'] == stats.NO_DIFFERENCE:
             verdict = 'no difference detected at this budget'
         else:
