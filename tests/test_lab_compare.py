@@ -320,14 +320,27 @@ def run_compare(args, tmp_path, timeout=300):
 
 
 @pytest.mark.slow
-def test_end_to_end_two_variants_two_seeds(tiny_config, tmp_path):
+def test_end_to_end_two_variants_two_seeds_with_a_real_resume(tiny_config,
+                                                              tmp_path):
+    """2 variants x 2 seeds x 2 epochs through the real command; ciou seed 0
+    was interrupted after epoch 1 (tools/train.py stopped there, as a kill
+    after epoch 1's checkpoint leaves it) and must resume, not restart."""
     pytest.importorskip('pycocotools')
     work_dir = tmp_path / 'lab'
+    killed = work_dir / 'ciou' / 'seed_0'
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    first = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'train.py'), tiny_config,
+         '--work-dir', str(killed), '--cfg-options', 'train_cfg.max_epochs=1',
+         'randomness.seed=0'], env=env, capture_output=True, text=True,
+        timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert run_state(str(killed)) == 'interrupted'
+
     args = [tiny_config, '--variant', 'ciou',
             '--variant', 'siou', 'model.bbox_head.loss.loss_bbox.type=SIoULoss',
             'model.bbox_head.loss.loss_bbox.loss_weight=7.5',
-            '--seeds', '0', '1', '--work-dir', str(work_dir),
-            '--cfg-options', 'train_cfg.max_epochs=1', '--jobs', '2']
+            '--seeds', '0', '1', '--work-dir', str(work_dir), '--jobs', '2']
     result = run_compare(args, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((work_dir / 'report.json').read_text())
@@ -338,8 +351,10 @@ def test_end_to_end_two_variants_two_seeds(tiny_config, tmp_path):
             assert run['status'] == 'done', run
             assert set(run['final']) == {'mAP', 'mAP50'}
             assert all(0.0 <= v <= 1.0 for v in run['final'].values())
+            assert run['final']['mAP50'] == run['curve'][-1]['mAP50']
+            assert [r['epoch'] for r in run['curve']] == [1, 2]
             assert run['seconds'] > 0
-            assert osp.isfile(osp.join(run['work_dir'], 'epoch_1.pth'))
+            assert osp.isfile(osp.join(run['work_dir'], 'epoch_2.pth'))
         assert set(variant['mean']) == set(variant['std']) == {'mAP', 'mAP50'}
     siou = report['variants'][1]
     assert set(siou['diff_vs_baseline']) == {'mAP', 'mAP50'}
@@ -354,39 +369,18 @@ def test_end_to_end_two_variants_two_seeds(tiny_config, tmp_path):
     assert (work_dir / 'compare.png').read_bytes()[:4] == b'\x89PNG'
     assert 'report.md' in result.stdout
     assert '[siou seed 1] done in' in result.stdout
+    # the interrupted run resumed from its epoch-1 checkpoint
+    assert '[ciou seed 0] resuming' in result.stdout
+    assert '[ciou seed 1] starting' in result.stdout
+    log = (killed / 'train.log').read_text()
+    assert '--resume' in log and 'resumed' in log.lower()
+    assert 'Epoch(train) [1]' not in log and 'Epoch(train) [2]' in log
     # the same command again trains nothing
     sessions = sorted(os.listdir(work_dir / 'ciou' / 'seed_0'))
     again = run_compare(args, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count('already done, skipped') == 4
     assert sorted(os.listdir(work_dir / 'ciou' / 'seed_0')) == sessions
-
-
-@pytest.mark.slow
-def test_real_interrupted_run_resumes_from_its_checkpoint(tiny_config, tmp_path):
-    pytest.importorskip('pycocotools')
-    work_dir = tmp_path / 'lab'
-    run_dir = work_dir / 'ciou' / 'seed_0'
-    # what a kill after epoch 1 of 2 leaves: epoch 1's checkpoint, no marker
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    first = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'train.py'), tiny_config,
-         '--work-dir', str(run_dir), '--cfg-options', 'train_cfg.max_epochs=1',
-         'randomness.seed=0'], env=env, capture_output=True, text=True,
-        timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert run_state(str(run_dir)) == 'interrupted'
-    result = run_compare([tiny_config, '--variant', 'ciou', '--seeds', '0',
-                          '--work-dir', str(work_dir)], tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert '[ciou seed 0] resuming' in result.stdout
-    log = (run_dir / 'train.log').read_text()
-    assert '--resume' in log and 'resumed' in log.lower()
-    assert 'Epoch(train) [1]' not in log  # epoch 1 was not trained again
-    report = json.loads((work_dir / 'report.json').read_text())
-    run = report['variants'][0]['runs'][0]
-    assert run['status'] == 'done'
-    assert [r['epoch'] for r in run['curve']] == [1, 2]
 
 
 def test_child_env_one_gpu_per_job_threads_per_job_and_ports(monkeypatch):
@@ -442,3 +436,16 @@ def test_report_before_any_run_ends_is_all_pending(tiny_config, tmp_path):
     assert b['diff_vs_baseline'] == {'mAP': None, 'mAP50': None}
     assert b['verdict'] is None
     assert 'pending (no seed finished by both)' in render_markdown(report)
+
+
+def test_losses_do_not_import_the_lab():
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'from yolo_losses import build_loss\n'
+            'import torch\n'
+            "loss = build_loss(dict(type='YOLOv8Loss', num_classes=3))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('yolo_losses.lab')))"
+            % REPO)
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == '[]'
