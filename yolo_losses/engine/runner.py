@@ -18,6 +18,7 @@ from mmengine.registry import DefaultScope
 from .. import set_validation
 from ..kernels import set_fused
 from .checkpoint import allow_checkpoint_globals, check_checkpoint_matches
+from .loss_schedule import check_class_weight_power
 
 # Top-level keys mmengine's Runner.from_cfg (and Runner itself) read, plus
 # this package's own.
@@ -29,7 +30,8 @@ RUNNER_KEYS = (
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
     'visualizer', 'default_scope', 'randomness', 'experiment_name',
     'model_wrapper_cfg', 'find_unused_parameters', 'sync_bn', 'compile',
-    'custom_imports', 'yolo_losses_validate', 'yolo_losses_fused')
+    'custom_imports', 'yolo_losses_validate', 'yolo_losses_fused',
+    'class_weight_power')
 
 
 def apply_loss_switches(cfg: Config) -> None:
@@ -187,6 +189,8 @@ def train(config: str, work_dir: Optional[str] = None, amp: bool = False,
     if amp:
         _apply_amp(cfg)
     apply_loss_switches(cfg)
+    # ClassWeightsHook reads it; a bad value fails before the work dir exists
+    check_class_weight_power(cfg.get('class_weight_power', 0.0))
     preflight(cfg, checkpoint)
     _setup_distributed(cfg, launcher)
     runner = Runner.from_cfg(cfg)
