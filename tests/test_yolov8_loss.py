@@ -487,7 +487,12 @@ def test_bad_inputs():
 @pytest.mark.parametrize('kwargs, error, match', [
     (dict(num_classes=0), ValueError, 'num_classes'),
     (dict(num_classes=2, reg_max=0), ValueError, 'reg_max'),
-    (dict(num_classes=2, reg_max=1), NotImplementedError, 'reg_max=1'),
+    (dict(num_classes=2, reg_max=1, loss_l1=dict(type='L1Loss', reduction='sum')),
+     ValueError, 'loss_l1'),
+    (dict(num_classes=2, class_weights=[1.0]), ValueError, 'class_weights'),
+    (dict(num_classes=2, class_weights=[1.0, -1.0]), ValueError, 'class_weights'),
+    (dict(num_classes=2, class_weights=[1.0, float('nan')]), ValueError, 'class_weights'),
+    (dict(num_classes=2, class_weights='ab'), TypeError, 'class_weights'),
     (dict(num_classes=2, strides=(16, 8)), ValueError, 'strides'),
     (dict(num_classes=2, loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True,
                                        reduction='sum')), ValueError, 'loss_cls'),

@@ -14,6 +14,11 @@ For every ground-truth box ``g`` and anchor point ``p`` of one image:
 - a point that is positive for several boxes keeps only the box of highest
   ``u`` over all boxes (first such box on ties; ultralytics' rule, which may
   pick a box for which the point is only a candidate);
+- with ``topk2`` (ultralytics 8.4's one-to-one assignment of YOLO26, e.g.
+  ``topk=7, topk2=1``), each box then keeps only the ``topk2`` of its
+  remaining positives of largest ``t`` (``torch.topk`` over all points of
+  ``t`` masked to those positives, as ultralytics; ``None`` or ``topk2 ==
+  topk``: no such step);
 - the soft class target of a positive point is ``t * max_p(u) / (max_p(t) +
   eps)`` with the maxima over ``g``'s positives, for ``g``'s class.
 
@@ -166,15 +171,24 @@ class TaskAlignedAssigner(nn.Module):
         min_side: side (unit of the boxes, pixels in ``YOLOv8Loss``) below
             which ground-truth sides are widened; default ``strides[1]``, or
             ``strides[0]`` with one level (ultralytics).
+        topk2: after a point claimed by several boxes keeps the box of highest
+            CIoU, each box keeps only its ``topk2`` best positives by
+            alignment metric (ultralytics' ``topk2``; YOLO26's one-to-one
+            branch uses ``topk=7, topk2=1``). ``None``: ``topk`` (no such
+            step). At most the number of points is used.
     """
 
     def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0,
                  eps: float = 1e-9, enlarge_small_gt: bool = True,
                  strides: Sequence[float] = (8, 16, 32),
-                 min_side: Optional[float] = None) -> None:
+                 min_side: Optional[float] = None,
+                 topk2: Optional[int] = None) -> None:
         super().__init__()
         if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
             raise ValueError(f'topk must be a positive int, got {topk!r}')
+        if topk2 is not None and (isinstance(topk2, bool) or not isinstance(topk2, int)
+                                  or topk2 < 1):
+            raise ValueError(f'topk2 must be a positive int or None, got {topk2!r}')
         for name, value in (('alpha', alpha), ('beta', beta), ('eps', eps)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or value < 0:
@@ -192,6 +206,9 @@ class TaskAlignedAssigner(nn.Module):
                 or not math.isfinite(min_side) or min_side < 0:
             raise ValueError(f'min_side must be a finite number >= 0, got {min_side!r}')
         self.topk = topk
+        # ultralytics: ``topk2 or topk``; the extra step runs only when the
+        # two differ.
+        self.topk2 = topk if topk2 is None else topk2
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.eps = float(eps)
@@ -200,7 +217,7 @@ class TaskAlignedAssigner(nn.Module):
         self.min_side = float(min_side)
 
     def extra_repr(self) -> str:
-        return (f'topk={self.topk}, alpha={self.alpha}, beta={self.beta}, '
+        return (f'topk={self.topk}, topk2={self.topk2}, alpha={self.alpha}, beta={self.beta}, '
                 f'eps={self.eps}, enlarge_small_gt={self.enlarge_small_gt}, '
                 f'min_side={self.min_side}')
 
@@ -345,6 +362,15 @@ class TaskAlignedAssigner(nn.Module):
         positive = torch.where((claimed > 1).unsqueeze(1),
                                box_slots == best_box.unsqueeze(1), positive)
         del claimed, best_box
+
+        if self.topk2 != self.topk:
+            # Each box keeps its topk2 best remaining positives by metric
+            # (a [B, M, topk2] index, no data-dependent shape).
+            kept_metric = metric.masked_fill(positive.logical_not(), 0)
+            keep_index = kept_metric.topk(min(self.topk2, num_points), dim=-1).indices
+            del kept_metric
+            positive &= torch.zeros_like(positive).scatter_(-1, keep_index, True)
+            del keep_index
 
         # At most one positive box per point is left: its slot (0 if none).
         fg_mask, gt_index = positive.max(1)

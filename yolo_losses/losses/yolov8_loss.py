@@ -35,10 +35,21 @@ Where this differs from ultralytics, on purpose:
   position (equal overlaps), boxes are in the canonical order of
   ``pad_targets`` (image, class, cx, cy, w, h), not in row order;
 - ``topk`` is capped at the number of points (ultralytics fails below it);
-- not implemented: ``reg_max=1`` (ultralytics' L1 distance loss instead of
-  DFL) and ultralytics' optional ``model.class_weights`` (per-class factors
-  of the class BCE; mmdet's sigmoid ``class_weight`` is a positive-class
-  weight, not the same thing).
+- mmdet's sigmoid ``class_weight`` of ``loss_cls`` is a positive-class
+  weight; ultralytics' per-class factors of the whole class BCE are this
+  loss's own ``class_weights``.
+
+``reg_max=1`` (YOLO26, ultralytics' ``BboxLoss`` with ``reg_max <= 1``): each
+level is ``[B, 4 + C, H, W]``, four raw distances (left, top, right, bottom,
+grid units of the level, no activation) then the class logits. The keys are
+``loss_box``, ``loss_cls`` and ``loss_l1``: ``loss_l1`` is the L1 distance of
+the predicted and the target distances of each positive point, both times
+the stride and divided by the input width (left, right) or height (top,
+bottom), averaged over the four sides, weighted by the point's target score
+and divided by ``S``; weight 1.5 (ultralytics' ``dfl`` gain). Nothing is
+clamped: a positive point outside its box (possible through the small-box
+enlargement of the assigner) has a negative target distance, as in
+ultralytics.
 """
 from __future__ import annotations
 
@@ -55,6 +66,7 @@ from ..ops.points import (boxes_to_distances, distances_to_boxes,
                           distribution_expectation, level_points)
 from ..ops.targets import pad_targets
 from ..registry import MODELS, TASK_UTILS
+from .class_weights import ClassWeights, check_class_weights
 from .composite import CompositeLoss, build_part
 
 #: ultralytics keeps DFL targets this far below the last bin, so the right
@@ -65,13 +77,34 @@ DFL_TARGET_MARGIN = 0.01
 _PLACEHOLDER_HALF_SIDE = 1.0
 
 
+class SharedTargets(NamedTuple):
+    """What the losses of one head's branches compute alike: point geometry
+    and padded targets (``YOLOv8Loss.shared_targets``; ``E2ELoss`` computes
+    it once for both branches).
+
+    points: ``[N, 2]`` anchor points, grid units of each point's level.
+    point_strides: ``[N, 1]`` stride of each point (pixels per grid unit).
+    labels: ``[B, M]`` long class ids of the padded boxes.
+    gt_boxes: ``[B, M, 4]`` padded ground truth, xyxy input pixels.
+    gt_mask: ``[B, M]`` bool, real boxes.
+    img_size: ``(h, w)`` input pixels (Python ints).
+    """
+    points: Tensor
+    point_strides: Tensor
+    labels: Tensor
+    gt_boxes: Tensor
+    gt_mask: Tensor
+    img_size: Tuple[int, int]
+
+
 class YOLOv8Targets(NamedTuple):
     """Decoded predictions and their assignment (``YOLOv8Loss.assign``).
 
     N points over all levels, B images, C classes, R = ``reg_max``.
 
     cls_logits: ``[B, N, C]`` class logits.
-    dist_logits: ``[B, N, 4, R]`` side-distribution logits (l, t, r, b).
+    dist_logits: ``[B, N, 4, R]`` side-distribution logits (l, t, r, b);
+        with ``reg_max=1`` ``[B, N, 4, 1]`` raw distances (grid units).
     pred_boxes: ``[B, N, 4]`` decoded xyxy boxes, grid units of each point's
         level (detached: what the assigner sees).
     points: ``[N, 2]`` anchor points, grid units.
@@ -79,6 +112,7 @@ class YOLOv8Targets(NamedTuple):
     gt_boxes: ``[B, M, 4]`` padded ground truth, xyxy input pixels.
     gt_mask: ``[B, M]`` bool, real boxes.
     assignment: the assigner's result (boxes in pixels).
+    img_size: ``(h, w)`` input pixels.
     """
     cls_logits: Tensor
     dist_logits: Tensor
@@ -88,6 +122,7 @@ class YOLOv8Targets(NamedTuple):
     gt_boxes: Tensor
     gt_mask: Tensor
     assignment: TaskAlignedAssignment
+    img_size: Tuple[int, int]
 
 
 @MODELS.register_module()
@@ -95,12 +130,14 @@ class YOLOv8Loss(CompositeLoss):
     """ultralytics ``v8DetectionLoss`` as a registered, configurable loss.
 
     Call: ``loss(preds, targets, img_size=None, max_boxes=None)`` ->
-    ``{'loss_box', 'loss_cls', 'loss_dfl'}`` scalar tensors.
+    ``{'loss_box', 'loss_cls', 'loss_dfl'}`` scalar tensors
+    (``{'loss_box', 'loss_cls', 'loss_l1'}`` with ``reg_max=1``).
 
     - ``preds``: one ``[B, 4*reg_max + C, H, W]`` raw head output per level,
       increasing stride: the left, top, right and bottom distributions
       (``reg_max`` bin logits each, in that order), then C class logits
-      (ultralytics' ``Detect`` layout).
+      (ultralytics' ``Detect`` layout). With ``reg_max=1``: four raw
+      distances (grid units of the level), then the class logits.
     - ``targets``: float ``[N, 6]`` (batch_index, class_id, cx, cy, w, h),
       coordinates normalised to [0, 1] of the input; any row order; N may be
       0. A box whose corner coordinates sum to 0 or less (in pixels) is
@@ -113,7 +150,8 @@ class YOLOv8Loss(CompositeLoss):
     Args:
         num_classes: C (1 is fine: the class loss is kept, as ultralytics).
         strides: stride of each level in pixels, increasing.
-        reg_max: bins per side distribution (>= 2).
+        reg_max: bins per side distribution (>= 2), or 1 for four raw
+            distances and the L1 distance loss (YOLO26).
         loss_cls: config of the class loss, called with ``[B, N, C]`` logits
             and soft targets and ``avg_factor=S``; needs ``reduction='mean'``.
             ``FocalLoss``/``VarifocalLoss`` configs work as well.
@@ -123,7 +161,17 @@ class YOLOv8Loss(CompositeLoss):
             needs ``reduction='mean'`` (``SIoULoss`` etc. work as well).
         loss_dfl: config of the distribution loss, called with
             ``[K*4, reg_max]`` logits, ``[K*4]`` distances, a ``[K*4]``
-            weight and ``avg_factor=4*S``; needs ``reduction='mean'``.
+            weight and ``avg_factor=4*S``; needs ``reduction='mean'``. Used
+            when ``reg_max >= 2``.
+        loss_l1: config of the distance loss of ``reg_max=1``, called with
+            ``[K, 4]`` image-normalised predicted and target distances, a
+            ``[K, 4]`` weight and ``avg_factor=4*S``; needs
+            ``reduction='mean'``. Used when ``reg_max=1``.
+        class_weights: ``None`` or C numbers >= 0 multiplying the class loss
+            of every point and class (ultralytics' ``model.class_weights``,
+            e.g. from :func:`yolo_losses.class_weights_from_counts`). Kept in
+            the persistent buffer ``class_weights`` ``[C]`` (ones for
+            ``None``); change it with :meth:`set_class_weights`.
         assigner: config of the assigner (``TaskAlignedAssigner``; its
             ``strides`` default to this loss's). It is called with sigmoid
             scores ``[B, N, C]``, predicted xyxy boxes ``[B, N, 4]`` and
@@ -150,25 +198,31 @@ class YOLOv8Loss(CompositeLoss):
                                        reduction='mean', loss_weight=1.5),
                  assigner: dict = dict(type='TaskAlignedAssigner', topk=10,
                                        alpha=0.5, beta=6.0),
-                 validate: Optional[bool] = None) -> None:
+                 validate: Optional[bool] = None,
+                 loss_l1: dict = dict(type='L1Loss', reduction='mean', loss_weight=1.5),
+                 class_weights: ClassWeights = None) -> None:
         super().__init__(validate)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
                 or num_classes < 1:
             raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
         if isinstance(reg_max, bool) or not isinstance(reg_max, int) or reg_max < 1:
-            raise ValueError(f'reg_max must be an int >= 2, got {reg_max!r}')
-        if reg_max == 1:
-            raise NotImplementedError(
-                'reg_max=1 (ultralytics\' L1 distance loss instead of DFL) is not '
-                'implemented; use reg_max >= 2')
+            raise ValueError(f'reg_max must be a positive int (1: raw distances, '
+                             f'>= 2: distributions), got {reg_max!r}')
+        weights = check_class_weights(class_weights, num_classes)
         self.strides = check_strides(strides, None, 'strides')
         self.num_classes = num_classes
         self.reg_max = reg_max
 
         self.loss_cls = build_part(loss_cls, 'loss_cls')
         self.loss_bbox = build_part(loss_bbox, 'loss_bbox')
-        self.loss_dfl = build_part(loss_dfl, 'loss_dfl')
-        for name in ('loss_cls', 'loss_bbox', 'loss_dfl'):
+        # reg_max 1 has no distributions: the distance term is the L1 part
+        # (ultralytics' BboxLoss with reg_max <= 1), under its own key.
+        self.distance_key = 'loss_l1' if reg_max == 1 else 'loss_dfl'
+        if reg_max == 1:
+            self.loss_l1 = build_part(loss_l1, 'loss_l1')
+        else:
+            self.loss_dfl = build_part(loss_dfl, 'loss_dfl')
+        for name in ('loss_cls', 'loss_bbox', self.distance_key):
             reduction = getattr(getattr(self, name), 'reduction', 'mean')
             if reduction != 'mean':
                 raise ValueError(
@@ -186,14 +240,45 @@ class YOLOv8Loss(CompositeLoss):
             assigner.setdefault('strides', self.strides)
         self.assigner = TASK_UTILS.build(assigner)
 
+        self.register_buffer('class_weights', torch.ones(num_classes), persistent=True)
+        # Ones multiply nothing: the class loss then skips the weight (a
+        # [B, N, C] product). Python state mirroring the buffer, refreshed by
+        # set_class_weights and by load_state_dict.
+        self._class_weights_uniform = True
+        self.set_class_weights(weights)
+
+    def set_class_weights(self, weights: ClassWeights) -> None:
+        """Replace the per-class factors of the class loss (``None``: ones).
+
+        ``weights``: C finite numbers >= 0 (list, array or tensor). Checked
+        before anything changes (``ValueError`` naming ``class_weights``);
+        then copied into the ``class_weights`` buffer (its device and dtype
+        stay). A host-side call, not for the training step's hot path.
+        """
+        array = check_class_weights(weights, self.num_classes)
+        with torch.no_grad():
+            if array is None:
+                self.class_weights.fill_(1)
+            else:
+                self.class_weights.copy_(torch.from_numpy(array))
+        self._class_weights_uniform = array is None or bool((array == 1).all())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # A loaded buffer may hold any weights: refresh the mirror (one read
+        # at load time, not in the step).
+        self._class_weights_uniform = bool((self.class_weights == 1).all())
+
     @property
     def num_outputs(self) -> int:
-        """Channels of each level's prediction: ``4 * reg_max + C``."""
+        """Channels of each level's prediction: ``4 * reg_max + C`` (``4 + C``
+        for ``reg_max=1``)."""
         return 4 * self.reg_max + self.num_classes
 
     def extra_repr(self) -> str:
         return (f'num_classes={self.num_classes}, strides={self.strides}, '
-                f'reg_max={self.reg_max}')
+                f'reg_max={self.reg_max}, '
+                f'class_weights={"ones" if self._class_weights_uniform else "set"}')
 
     # ------------------------------------------------------------------ checks
     level_layout = '[B, 4*reg_max + C, H, W]'
@@ -211,8 +296,8 @@ class YOLOv8Loss(CompositeLoss):
                 max_boxes: Optional[int] = None) -> Dict[str, Tensor]:
         _, size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
-            prepared = self._prepare(preds, targets, size, max_boxes)
-            return self._losses(prepared)
+            shared = self.shared_targets(preds, targets, size, max_boxes)
+            return self._losses(self._prepare(preds, shared))
 
     def assign(self, preds: Sequence[Tensor], targets: Tensor,
                img_size: Optional[Sequence[int]] = None,
@@ -221,13 +306,48 @@ class YOLOv8Loss(CompositeLoss):
         losses from (same arguments and checks), for inspection."""
         _, size, max_boxes = self.check_inputs(preds, targets, img_size, max_boxes)
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
-            return self._prepare(preds, targets, size, max_boxes)
+            return self._prepare(preds, self.shared_targets(preds, targets, size, max_boxes))
 
-    def _prepare(self, preds: Sequence[Tensor], targets: Tensor,
-                 img_size: Tuple[int, int], max_boxes: int) -> YOLOv8Targets:
-        device = preds[0].device
-        dtype = torch.float64 if any(p.dtype == torch.float64 for p in preds) \
+    @staticmethod
+    def compute_dtype(preds: Sequence[Tensor]) -> torch.dtype:
+        """float64 when any level is float64, else float32 (half and
+        bfloat16 head outputs are computed in float32)."""
+        return torch.float64 if any(p.dtype == torch.float64 for p in preds) \
             else torch.float32
+
+    def shared_targets(self, preds: Sequence[Tensor], targets: Tensor,
+                       img_size: Tuple[int, int], max_boxes: int,
+                       dtype: Optional[torch.dtype] = None) -> SharedTargets:
+        """Point geometry and padded pixel targets for ``preds`` (checked
+        inputs; ``img_size`` and ``max_boxes`` resolved). Depends on the
+        grid sizes, strides, device and dtype only, so branches of one head
+        share it."""
+        device = preds[0].device
+        dtype = self.compute_dtype(preds) if dtype is None else dtype
+        batch_size = preds[0].shape[0]
+        points, point_strides = level_points([p.shape[-2:] for p in preds], self.strides,
+                                             device=device, dtype=dtype)
+        # Targets in input pixels, xyxy, padded per image.
+        padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
+        height, width = img_size
+        # Filled on the device: a tensor from Python data would be a blocking
+        # host-to-device copy on CUDA.
+        scale = torch.full((4,), float(width), dtype=dtype, device=device)
+        scale[1::2] = float(height)
+        gt_boxes = cxcywh_to_xyxy(padded.boxes * scale)
+        gt_mask = padded.mask & (gt_boxes.sum(-1) > 0)
+        return SharedTargets(points, point_strides, padded.labels, gt_boxes, gt_mask,
+                             (int(height), int(width)))
+
+    def decode_distances(self, dist_logits: Tensor) -> Tensor:
+        """``[..., 4, R]`` -> ``[..., 4]`` distances in grid units: the
+        distributions' expectations, or the raw values for ``reg_max=1``."""
+        if self.reg_max == 1:
+            return dist_logits.squeeze(-1)
+        return distribution_expectation(dist_logits)
+
+    def _prepare(self, preds: Sequence[Tensor], shared: SharedTargets) -> YOLOv8Targets:
+        dtype = shared.points.dtype
         batch_size = preds[0].shape[0]
         reg_max = self.reg_max
 
@@ -251,22 +371,11 @@ class YOLOv8Loss(CompositeLoss):
         dist_logits = dist_logits.reshape(batch_size, num_points, 4, reg_max)
         cls_logits = torch.cat(cls_parts, dim=1)
 
-        points, point_strides = level_points([p.shape[-2:] for p in preds], self.strides,
-                                             device=device, dtype=dtype)
+        points, point_strides = shared.points, shared.point_strides
         # All points are decoded for the assigner only (no gradient); the box
-        # and distribution losses decode the points they need again.
+        # and distance losses decode the points they need again.
         with torch.no_grad():
-            pred_boxes = distances_to_boxes(distribution_expectation(dist_logits), points)
-
-        # Targets in input pixels, xyxy, padded per image.
-        padded = pad_targets(targets.to(dtype), batch_size, max_boxes)
-        height, width = img_size
-        # Filled on the device: a tensor from Python data would be a blocking
-        # host-to-device copy on CUDA.
-        scale = torch.full((4,), float(width), dtype=dtype, device=device)
-        scale[1::2] = float(height)
-        gt_boxes = cxcywh_to_xyxy(padded.boxes * scale)
-        gt_mask = padded.mask & (gt_boxes.sum(-1) > 0)
+            pred_boxes = distances_to_boxes(self.decode_distances(dist_logits), points)
 
         # The task-aligned assigner takes the logits and applies the sigmoid
         # to the [B, M, N] scores it reads (same numbers, not [B, N, C]).
@@ -275,10 +384,10 @@ class YOLOv8Loss(CompositeLoss):
         else:
             scores, score_kwargs = cls_logits.detach().sigmoid(), {}
         assignment = self.assigner(scores, pred_boxes * point_strides,
-                                   points * point_strides, padded.labels, gt_boxes, gt_mask,
-                                   **score_kwargs)
+                                   points * point_strides, shared.labels, shared.gt_boxes,
+                                   shared.gt_mask, **score_kwargs)
         return YOLOv8Targets(cls_logits, dist_logits, pred_boxes, points, point_strides,
-                             gt_boxes, gt_mask, assignment)
+                             shared.gt_boxes, shared.gt_mask, assignment, shared.img_size)
 
     def _positive_slots(self, fg_mask: Tensor, num_boxes: int) -> Optional[Tensor]:
         """``[K]`` indices into the ``B * N`` points of the batch that hold
@@ -314,9 +423,18 @@ class YOLOv8Loss(CompositeLoss):
         target_scores = assignment.scores.to(cls_logits.dtype)
         score_sum = target_scores.sum().clamp(min=1)
 
-        loss_cls = self.loss_cls(cls_logits, target_scores, avg_factor=score_sum)
+        # Class weights multiply the BCE of every point and class; an
+        # expanded (stride-0) view has the loss's shape, which every class
+        # part accepts as an element-wise weight.
+        class_weight = None
+        if not self._class_weights_uniform:
+            class_weight = self.class_weights.to(device=cls_logits.device,
+                                                 dtype=cls_logits.dtype)
+            class_weight = class_weight.expand_as(cls_logits)
+        loss_cls = self.loss_cls(cls_logits, target_scores, weight=class_weight,
+                                 avg_factor=score_sum)
 
-        # The points the box and distribution losses see, flattened over the
+        # The points the box and distance losses see, flattened over the
         # batch: the fixed-size slots holding every positive, else all.
         point_weight = target_scores.sum(-1).reshape(-1)               # [B*N]
         fg_mask = assignment.fg_mask.reshape(-1)
@@ -333,7 +451,8 @@ class YOLOv8Loss(CompositeLoss):
             fg_mask = fg_mask[slots]
             point_index = slots % num_points
             points, point_strides = points[point_index], point_strides[point_index]
-        pred_boxes = distances_to_boxes(distribution_expectation(dist_logits), points)
+        pred_distances = self.decode_distances(dist_logits)              # [K, 4]
+        pred_boxes = distances_to_boxes(pred_distances, points)
 
         # Background points get a finite stand-in box (weight 0 there), so no
         # 0 * NaN can reach the gradient.
@@ -344,9 +463,23 @@ class YOLOv8Loss(CompositeLoss):
         loss_box = self.loss_bbox(pred_boxes.reshape(-1, 4), target_boxes.reshape(-1, 4),
                                   weight=point_weight.reshape(-1), avg_factor=score_sum)
 
+        side_weight = point_weight.unsqueeze(-1).expand(-1, 4)
+        if reg_max == 1:
+            # ultralytics' BboxLoss for reg_max <= 1: distances in pixels
+            # (times the stride), x sides over the input width and y sides
+            # over its height; no clamp, negative target distances included.
+            height, width = prepared.img_size
+            size = torch.full((4,), float(width), dtype=pred_distances.dtype,
+                              device=pred_distances.device)
+            size[1::2] = float(height)
+            target_distances = boxes_to_distances(points, target_boxes)
+            loss_l1 = self.loss_l1(pred_distances * point_strides / size,
+                                   target_distances * point_strides / size,
+                                   weight=side_weight, avg_factor=4 * score_sum)
+            return dict(loss_box=loss_box, loss_cls=loss_cls, loss_l1=loss_l1)
+
         target_distances = boxes_to_distances(points, target_boxes,
                                               reg_max - 1 - DFL_TARGET_MARGIN)
-        side_weight = point_weight.unsqueeze(-1).expand(-1, 4)
         loss_dfl = self.loss_dfl(dist_logits.reshape(-1, reg_max),
                                  target_distances.reshape(-1),
                                  weight=side_weight.reshape(-1), avg_factor=4 * score_sum)
