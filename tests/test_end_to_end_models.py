@@ -217,15 +217,15 @@ def test_predict_is_the_one2one_topk_by_default_and_nms_on_request():
     # point (x, y) of level 0 sits at ((x + 0.5) * 8, (y + 0.5) * 8); +-8 px
     assert result['scores'].tolist() == pytest.approx([0.9, 0.6])
     assert result['labels'].tolist() == [3, 1]
-    assert result['bboxes'].tolist() == pytest.approx(
-        [[36.0, 12.0, 52.0, 28.0], [0.0, 44.0, 12.0, 60.0]])  # -4 clipped to 0
+    torch.testing.assert_close(result['bboxes'], torch.tensor(
+        [[36.0, 12.0, 52.0, 28.0], [0.0, 44.0, 12.0, 60.0]]))  # -4 clipped to 0
     # test_cfg.end2end=False: the one-to-many branch + NMS
     nms_model = build('yolo26_n', end2end=False)
     assert nms_model.end2end is False
     [result] = nms_model.postprocess(preds, None, (64, 64))
     assert result['scores'].tolist() == pytest.approx([0.8])
     assert result['labels'].tolist() == [0]
-    assert result['bboxes'].tolist() == pytest.approx([[0.0, 0.0, 60.0, 60.0]])
+    torch.testing.assert_close(result['bboxes'], torch.tensor([[0.0, 0.0, 60.0, 60.0]]))
 
 
 def test_end2end_needs_a_one2one_head():
@@ -249,3 +249,245 @@ def test_decode_reg_max_1_is_raw_distances_times_stride():
     assert scores.shape == (1, 64 + 16 + 4, 5)
     with pytest.raises(TypeError, match='one branch'):
         head.decode(dict(one2one=preds))
+
+
+# --- hooks -------------------------------------------------------------------
+
+def _fake_runner(model, epoch, max_epochs, **extra):
+    return SimpleNamespace(model=model, epoch=epoch, max_epochs=max_epochs,
+                           hooks=[], **extra)
+
+
+def _progressive(k: int, epochs: int):
+    # ultralytics 8.4.190 E2ELoss.decay, written out
+    o2m = max(1 - k / max(epochs - 1, 1), 0) * (0.8 - 0.1) + 0.1
+    return o2m, max(1 - o2m, 0)
+
+
+def _detector_with_loss(name: str) -> nn.Module:
+    """A stand-in model holding the config's loss where a detector does
+    (building the loss alone keeps these tests fast)."""
+    from yolo_losses.models.heads import fill_head_loss_cfg
+    head = Config.fromfile(osp.join(MODEL_DIR, f'{name}.py')).model.bbox_head
+    cfg = dict(head.loss)
+    for branch in ('one2many', 'one2one'):
+        cfg[branch] = fill_head_loss_cfg(cfg[branch], 'test', num_classes=5,
+                                         strides=(8.0, 16.0, 32.0),
+                                         reg_max=head.reg_max)
+    model = nn.Module()
+    model.bbox_head = nn.Module()
+    model.bbox_head.loss_module = MODELS.build(cfg)
+    return model
+
+
+def test_loss_epoch_hook_sets_the_schedule_and_resume_matches():
+    epochs = 6
+    model = _detector_with_loss('yolo26_n')
+    loss = model.bbox_head.loss_module
+    hook = LossEpochHook()
+    states = []
+    for k in range(epochs):  # an uninterrupted run: the hook at each epoch start
+        hook.before_train_epoch(_fake_runner(model, k, epochs))
+        o2m, o2o = loss.branch_weights()
+        assert (o2m.item(), o2o.item()) == pytest.approx(_progressive(k, epochs))
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    # k = 3 of 6: w_o2m = (1 - 3/5) * 0.7 + 0.1 = 0.38
+    assert _progressive(3, epochs) == pytest.approx((0.38, 0.62))
+    # resume: a fresh model loads the checkpoint saved at the end of epoch 3
+    # (its buffers as set at that epoch's start, k = 2); the resumed loop
+    # then calls the hook from runner.epoch = 3 on
+    resumed = _detector_with_loss('yolo26_n')
+    resumed.load_state_dict(states[2])
+    for k in range(3, epochs):
+        hook.before_train_epoch(_fake_runner(resumed, k, epochs))
+        assert [w.item() for w in resumed.bbox_head.loss_module.branch_weights()] \
+            == pytest.approx(_progressive(k, epochs))
+        for key, value in states[k].items():
+            assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_loss_epoch_hook_reaches_the_ema_copy_and_leaves_other_models_alone():
+    model = _detector_with_loss('yolov10_n')
+    ema = _detector_with_loss('yolov10_n')
+    runner = _fake_runner(model, 4, 10)
+    # mmengine's EMAHook keeps the averaged model as hook.ema_model.module
+    runner.hooks = [SimpleNamespace(ema_model=nn.ModuleDict(dict(module=ema)))]
+    runner.hooks[0].ema_model.module = ema
+    LossEpochHook().before_train_epoch(runner)
+    for m in (model, ema):
+        loss = m.bbox_head.loss_module
+        assert loss.epoch.item() == 4 and loss.num_epochs.item() == 10
+        # constant schedule (YOLOv10): both weights 1 whatever the epoch
+        assert [w.item() for w in loss.branch_weights()] == [1.0, 1.0]
+    plain = nn.Sequential(nn.Linear(2, 2))  # no set_epoch anywhere
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    LossEpochHook().before_train_epoch(_fake_runner(plain, 2, 5))
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in before.items())
+    # the outermost loss only (E2ELoss forwards to its branches itself)
+    assert outermost_modules_with(model, 'set_class_weights') == \
+        [model.bbox_head.loss_module]
+
+
+class _Labels:
+    """A dataset of given per-image labels (mmengine's data-info layout)."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def get_data_info(self, index):
+        return dict(instances=[dict(bbox=[0, 0, 1, 1], bbox_label=label,
+                                    ignore_flag=int(label < 0))
+                               for label in self.images[index]])
+
+
+def test_class_weights_hook_counts_the_training_labels():
+    # class 0: 3 boxes, class 1: 1 box, class 2: 4 boxes, classes 3, 4 absent;
+    # the ignored box (-1 here, flagged) does not count
+    dataset = _Labels([[0, 2, 2], [1, 0], [2, 0, 2, -1], []])
+    assert count_labels(_Labels([[0, 2, 2], [1, 0], [2, 0, 2]]), 5).tolist() == \
+        [3, 1, 4, 0, 0]
+    power = 0.5
+    # ultralytics' compute_class_weights + set_class_weights, written out:
+    # (1 / n) ** p for present classes, their mean for absent ones, then
+    # divided by the mean of all
+    present = [(1 / 3) ** power, (1 / 1) ** power, (1 / 4) ** power]
+    fill = sum(present) / 3
+    raw = present + [fill, fill]
+    expected = [w / (sum(raw) / 5) for w in raw]
+
+    model = _detector_with_loss('yolo26_n')
+    runner = _fake_runner(model, 0, 3, cfg=Config(dict(class_weight_power=power)),
+                          train_dataloader=SimpleNamespace(dataset=dataset),
+                          logger=SimpleNamespace(info=lambda message: None))
+    ClassWeightsHook().before_train(runner)
+    loss = model.bbox_head.loss_module
+    for branch in (loss.one2many, loss.one2one):
+        assert branch.class_weights.tolist() == pytest.approx(expected, rel=1e-6)
+    assert 'bbox_head.loss_module.one2one.class_weights' in model.state_dict()
+    # power 0 (the default) leaves the weights at 1
+    off = _detector_with_loss('yolo26_n')
+    runner.model, runner.cfg = off, Config(dict())
+    ClassWeightsHook().before_train(runner)
+    assert off.bbox_head.loss_module.one2many.class_weights.tolist() == [1.0] * 5
+    with pytest.raises(ValueError, match='class_weight_power'):
+        ClassWeightsHook(power=-1)
+    runner.cfg = Config(dict(class_weight_power='high'))
+    with pytest.raises(ValueError, match='class_weight_power'):
+        ClassWeightsHook().before_train(runner)
+
+
+# --- training through tools/train.py ----------------------------------------
+
+TINY = '''
+_base_ = [{base!r}]
+img_scale = 64
+pipeline = [
+    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
+    dict(type='LetterResize', scale=img_scale),
+    dict(type='PackYOLOInputs'),
+]
+train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
+    num_images=4, img_size=img_scale, pipeline=pipeline))
+val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
+    num_images=4, img_size=img_scale, pipeline=pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=2)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
+                        begin=0, end=2)]
+'''
+
+TINY_COCO = '''
+_base_ = [{base!r}]
+data_root = {root!r}
+img_scale = 64
+pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
+    dict(type='LetterResize', scale=img_scale),
+    dict(type='PackYOLOInputs'),
+]
+train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
+    data_root=data_root, ann_file='annotations/instances_val.json',
+    data_prefix=dict(img='images/val/'), pipeline=pipeline))
+val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
+    data_root=data_root, pipeline=pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs=1)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
+                        begin=0, end=1)]
+class_weight_power = 1.0
+'''
+
+
+def _train(tmp_path, config_text, name):
+    config = tmp_path / f'{name}.py'
+    config.write_text(config_text)
+    work_dir = tmp_path / f'work_{name}'
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
+        [REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    result = subprocess.run([sys.executable, 'tools/train.py', str(config),
+                             '--work-dir', str(work_dir)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'final val mAP@.5:' in result.stdout
+    from yolo_losses.engine import load_checkpoint_file
+    return load_checkpoint_file(_last(work_dir)), work_dir
+
+
+def _last(work_dir):
+    return (work_dir / 'last_checkpoint').read_text().strip()
+
+
+def _log(work_dir):
+    return '\n'.join(p.read_text() for p in work_dir.rglob('*.log'))
+
+
+@pytest.mark.slow  # about 20 s each on a quiet 2-core machine
+@pytest.mark.parametrize('config,schedule', [
+    ('yolo26/yolo26_n_synthetic.py', 'progressive'),
+    ('yolov10/yolov10_n_synthetic.py', 'constant')])
+def test_tiny_training_run(tmp_path, config, schedule):
+    base = osp.join(REPO, 'configs', config)
+    checkpoint, work_dir = _train(tmp_path, TINY.format(base=base), 'tiny')
+    log = _log(work_dir)
+    for key in ('loss_box_o2m', 'loss_cls_o2m', 'loss_box_o2o', 'loss_cls_o2o',
+                'loss_l1_o2o' if 'yolo26' in config else 'loss_dfl_o2o',
+                'coco/bbox_mAP_50'):
+        assert key in log, key
+    state = checkpoint['state_dict']
+    # LossEpochHook ran at the start of epoch 2 of 2: k = 1, E = 2
+    assert state['bbox_head.loss_module.epoch'].item() == 1
+    assert state['bbox_head.loss_module.num_epochs'].item() == 2
+    assert all(torch.isfinite(v).all() for v in state.values()
+               if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_yolo26_trains_from_coco_files_with_class_weights(tmp_path):
+    from yolo_losses.datasets import SyntheticShapesDataset, export_coco
+    root = tmp_path / 'shapes_coco'
+    dataset = SyntheticShapesDataset(num_images=4, split='val', img_size=64)
+    export_coco(dataset, str(root))
+    base = osp.join(REPO, 'configs', 'yolo26', 'yolo26_n_coco.py')
+    checkpoint, work_dir = _train(
+        tmp_path, TINY_COCO.format(base=base, root=str(root) + '/'), 'coco')
+    counts = torch.zeros(5)
+    for index in range(len(dataset)):
+        for label in dataset.sample(index)[2]:
+            counts[int(label)] += 1
+    # class_weight_power=1: (1 / n) normalised by the mean, absent classes
+    # the mean of the present ones (the formula written out)
+    present = counts > 0
+    raw = torch.where(present, 1 / counts.clamp(min=1), torch.zeros(5))
+    raw[~present] = raw[present].mean()
+    expected = raw / raw.mean()
+    state = checkpoint['state_dict']
+    for branch in ('one2many', 'one2one'):
+        torch.testing.assert_close(
+            state[f'bbox_head.loss_module.{branch}.class_weights'], expected)
+    assert 'class weights (class_weight_power=1)' in _log(work_dir)
