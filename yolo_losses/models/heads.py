@@ -377,7 +377,7 @@ def _conv_cls_branch(in_channels: int, width: int, num_classes: int) -> nn.Seque
 #: YOLO26's loss (ultralytics 8.4.190 ``E2ELoss``): one-to-many TAL top-10,
 #: one-to-one TAL top-7 then each box's single best point (``topk2=1``),
 #: gains box 7.5, cls 0.5, L1/DFL 1.5 (the ``YOLOv8Loss`` defaults).
-YOLO26_LOSS = dict(
+YOLO26_HEAD_LOSS = dict(
     type='E2ELoss', schedule='progressive',
     one2many=dict(type='YOLOv8Loss'),
     one2one=dict(type='YOLOv8Loss',
@@ -425,7 +425,7 @@ class YOLOEndToEndHead(BaseModule):
 
     def __init__(self, num_classes: int, in_channels: Optional[Sequence[int]] = None,
                  strides: Sequence[float] = DEFAULT_STRIDES, reg_max: int = 1,
-                 cls_branch: str = 'dw', loss: dict = YOLO26_LOSS,
+                 cls_branch: str = 'dw', loss: dict = YOLO26_HEAD_LOSS,
                  init_cfg=None) -> None:
         super().__init__(init_cfg)
         owner = type(self).__name__
@@ -544,7 +544,7 @@ class YOLO26Head(YOLOEndToEndHead):
 
 #: YOLOv10 as published (THU-MIG yolov10, ultralytics ``E2EDetectLoss``):
 #: both branches weighted 1, one-to-one TAL top-1.
-YOLOV10_LOSS = dict(
+YOLOV10_HEAD_LOSS = dict(
     type='E2ELoss', schedule='constant',
     one2many=dict(type='YOLOv8Loss'),
     one2one=dict(type='YOLOv8Loss',
@@ -560,7 +560,7 @@ class YOLOv10Head(YOLOEndToEndHead):
 
     def __init__(self, num_classes: int, in_channels: Optional[Sequence[int]] = None,
                  strides: Sequence[float] = DEFAULT_STRIDES, reg_max: int = 16,
-                 cls_branch: str = 'dw', loss: dict = YOLOV10_LOSS,
+                 cls_branch: str = 'dw', loss: dict = YOLOV10_HEAD_LOSS,
                  init_cfg=None) -> None:
         super().__init__(num_classes, in_channels, strides, reg_max, cls_branch,
                          loss, init_cfg)
