@@ -38,12 +38,13 @@ def test_the_expected_configs_exist():
             'yolov3/yolov3_n_synthetic.py', 'yolov8/yolov8_n_coco.py',
             'yolov8/yolov8_n_vfl_siou_synthetic.py',
             'yolov8/yolov8_s_synthetic_gpu.py',
-            'yolov5/yolov5_n_synthetic.yaml'} <= names
+            'yolov5/yolov5_n_synthetic.yaml', 'yolo26/yolo26_n_synthetic.py',
+            'yolo26/yolo26_n_coco.py', 'yolov10/yolov10_n_synthetic.py'} <= names
 
 
 def _expected_channels(head):
     name = type(head).__name__
-    if name == 'YOLOv8Head':
+    if name in ('YOLOv8Head', 'YOLO26Head', 'YOLOv10Head'):
         return [4 * head.reg_max + NUM_CLASSES] * 3
     anchors_per_level = 3  # default anchors: three per level
     return [anchors_per_level * (5 + NUM_CLASSES)] * 3
@@ -63,16 +64,21 @@ def test_config_builds_model_and_loss(path):
     model = MODELS.build(cfg.model)
     head = model.bbox_head
     loss = model.loss_module
-    family = type(head).__name__.replace('Head', 'Loss')
+    end2end = type(head).__name__ in ('YOLO26Head', 'YOLOv10Head')
+    family = 'E2ELoss' if end2end else type(head).__name__.replace('Head', 'Loss')
     assert type(loss).__name__ == family
-    assert loss.num_classes == NUM_CLASSES
-    # raw outputs in the loss contract's layout, strides 8, 16, 32
+    for part in (loss.one2many, loss.one2one) if end2end else (loss,):
+        assert part.num_classes == NUM_CLASSES
+    # raw outputs in the loss contract's layout, strides 8, 16, 32 (an
+    # end-to-end head: the same for each of its two branches)
     model.eval()
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 96), mode='tensor')
-    assert [tuple(o.shape) for o in outputs] == [
-        (1, c, 64 // s, 96 // s)
-        for c, s in zip(_expected_channels(head), (8, 16, 32))]
+    branches = [outputs['one2many'], outputs['one2one']] if end2end else [outputs]
+    for levels in branches:
+        assert [tuple(o.shape) for o in levels] == [
+            (1, c, 64 // s, 96 // s)
+            for c, s in zip(_expected_channels(head), (8, 16, 32))]
 
 
 def test_loss_swap_config_uses_varifocal_and_siou():

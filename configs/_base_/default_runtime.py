@@ -9,6 +9,10 @@ yolo_losses_validate = False
 # The fast path: fused Triton kernels for the element-wise losses, on CUDA
 # when Triton imports (a CPU always runs the PyTorch path). False turns it off.
 yolo_losses_fused = True
+# ultralytics' cls_pw: > 0 weights each class's loss by (1 / its box count)
+# ** power, normalised (ClassWeightsHook, computed once from the training
+# labels); 0 = off
+class_weight_power = 0.0
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -27,6 +31,10 @@ custom_hooks = [
     dict(type='CurvesHook'),
     dict(type='ThroughputHook'),
     dict(type='EpochSeedHook'),
+    # set_epoch(epoch, max_epochs) on stateful losses (E2ELoss's schedule)
+    dict(type='LossEpochHook'),
+    # class_weight_power > 0: class weights from the training labels
+    dict(type='ClassWeightsHook'),
 ]
 
 env_cfg = dict(

@@ -5,6 +5,7 @@ from .checkpoint import (check_checkpoint_matches, checkpoint_globals,
                          checkpoint_safe_globals, load_checkpoint_file)
 from .ema import YOLOExpEMA
 from .hooks import CurvesHook, EpochSeedHook, ThroughputHook
+from .loss_schedule import ClassWeightsHook, LossEpochHook
 from .plotting import plot_runs, read_curves
 from .visualizer import YOLOVisualizer
 from .wrappers import CPUAmpOptimWrapper, YOLODistributedDataParallel
@@ -13,4 +14,4 @@ __all__ = ['YOLOExpEMA', 'CurvesHook', 'ThroughputHook', 'EpochSeedHook',
            'CPUAmpOptimWrapper', 'YOLODistributedDataParallel', 'plot_runs',
            'read_curves', 'checkpoint_globals', 'checkpoint_safe_globals',
            'check_checkpoint_matches', 'load_checkpoint_file',
-           'YOLOVisualizer']
+           'YOLOVisualizer', 'LossEpochHook', 'ClassWeightsHook']

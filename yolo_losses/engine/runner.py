@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 from ..kernels import fused, set_fused
 from ..validation import set_validation, validation
 from .checkpoint import check_checkpoint_matches, checkpoint_globals
+from .loss_schedule import check_class_weight_power
 
 # Top-level keys mmengine's Runner.from_cfg (and Runner itself) read, plus
 # this package's own.
@@ -31,7 +32,8 @@ RUNNER_KEYS = (
     'resume', 'launcher', 'env_cfg', 'log_processor', 'log_level',
     'visualizer', 'default_scope', 'randomness', 'experiment_name',
     'model_wrapper_cfg', 'find_unused_parameters', 'sync_bn', 'compile',
-    'custom_imports', 'yolo_losses_validate', 'yolo_losses_fused')
+    'custom_imports', 'yolo_losses_validate', 'yolo_losses_fused',
+    'class_weight_power')
 
 
 def _loss_switch_values(cfg: Config) -> Dict[str, bool]:
@@ -244,6 +246,8 @@ def train(config: str, work_dir: Optional[str] = None, amp: bool = False,
         checkpoint = cfg.load_from
     if amp:
         _apply_amp(cfg)
+    # ClassWeightsHook reads it; a bad value fails before the work dir exists
+    check_class_weight_power(cfg.get('class_weight_power', 0.0))
     with loss_switches(cfg):
         preflight(cfg, checkpoint)
         _setup_distributed(cfg, launcher)

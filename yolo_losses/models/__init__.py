@@ -38,6 +38,16 @@ Registered names (``yolo_losses.registry.MODELS``, scope ``yolo_losses``):
   states a different value is a ``ValueError``. So a config overrides
   ``model.bbox_head.num_classes`` once.
 
+- End-to-end (NMS-free) detectors, see docs/end_to_end_models.md:
+  ``YOLO26Backbone(deepen_factor=0.5, widen_factor=0.25)`` and
+  ``YOLO26PAFPN(in_channels=None, deepen_factor=0.5, widen_factor=0.25)``
+  (ultralytics 8.4 ``yolo26.yaml``: C3k2, SPPF, C2PSA); heads
+  ``YOLOEndToEndHead`` / ``YOLO26Head`` (``reg_max=1``) / ``YOLOv10Head``
+  (``reg_max=16``) with a one-to-many and a one-to-one branch (the latter
+  on detached features), ``forward`` -> ``dict(one2many=[...],
+  one2one=[...])`` for ``E2ELoss``; ``test_cfg.end2end`` (default: NMS-free
+  top-k of the one-to-one branch; False: one-to-many + NMS).
+
 Sizes (as yolov5/ultralytics): "n" ``deepen_factor=0.33, widen_factor=0.25``,
 "s" ``deepen_factor=0.33, widen_factor=0.5``; ``configs/_base_/models/``
 holds ``yolov{3,5,8}_{n,s}.py``.
@@ -54,11 +64,14 @@ Example::
                        loss=dict(type='YOLOv8Loss')),
         test_cfg=dict(score_thr=0.001, iou_thr=0.6, max_per_img=100))
 """
-from .backbones import CSPDarknet, Darknet
-from .detector import DEFAULT_TEST_CFG, YOLODataPreprocessor, YOLODetector
-from .heads import YOLOv3Head, YOLOv5Head, YOLOv8Head
-from .necks import YOLOv3FPN, YOLOv5PAFPN, YOLOv8PAFPN
+from .backbones import CSPDarknet, Darknet, YOLO26Backbone
+from .detector import (DEFAULT_TEST_CFG, YOLODataPreprocessor, YOLODetector,
+                       topk_detections)
+from .heads import (YOLO26Head, YOLOEndToEndHead, YOLOv3Head, YOLOv5Head,
+                    YOLOv8Head, YOLOv10Head)
+from .necks import YOLO26PAFPN, YOLOv3FPN, YOLOv5PAFPN, YOLOv8PAFPN
 
-__all__ = ['Darknet', 'CSPDarknet', 'YOLOv3FPN', 'YOLOv5PAFPN', 'YOLOv8PAFPN',
-           'YOLOv3Head', 'YOLOv5Head', 'YOLOv8Head', 'YOLODetector',
-           'YOLODataPreprocessor', 'DEFAULT_TEST_CFG']
+__all__ = ['Darknet', 'CSPDarknet', 'YOLO26Backbone', 'YOLOv3FPN', 'YOLOv5PAFPN',
+           'YOLOv8PAFPN', 'YOLO26PAFPN', 'YOLOv3Head', 'YOLOv5Head', 'YOLOv8Head',
+           'YOLOEndToEndHead', 'YOLO26Head', 'YOLOv10Head', 'YOLODetector',
+           'YOLODataPreprocessor', 'DEFAULT_TEST_CFG', 'topk_detections']

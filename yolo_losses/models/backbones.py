@@ -1,4 +1,5 @@
-"""Backbones: Darknet-53 (YOLOv3) and CSPDarknet (yolov5 v6+, YOLOv8).
+"""Backbones: Darknet-53 (YOLOv3), CSPDarknet (yolov5 v6+, YOLOv8) and the
+YOLO26 backbone.
 
 Each backbone returns a tuple of feature maps, one per ``out_indices`` entry,
 in increasing stride, and exposes ``out_channels`` and ``out_strides`` so
@@ -17,8 +18,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .layers import (C2f, C3, LEAKY_CFG, SILU_CFG, SPPF, DarknetResBlock,
-                     check_factor, conv, scale_depth, scale_width)
+from .layers import (C2f, C2PSA, C3, C3k2, LEAKY_CFG, SILU_CFG, SPPF,
+                     DarknetResBlock, check_factor, conv, scale_depth, scale_width)
 
 
 def _check_out_indices(out_indices: Sequence[int], num_stages: int) -> Tuple[int, ...]:
@@ -129,6 +130,67 @@ class CSPDarknet(_StagedBackbone):
                 layers.append(SPPF(widths[index + 1], widths[index + 1], 5,
                                    act_cfg=SILU_CFG))
             stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.stage_channels = widths
+        self.stage_strides = [2 ** (i + 1) for i in range(len(stages))]
+        self._set_outputs(out_indices)
+
+
+@MODELS.register_module()
+class YOLO26Backbone(_StagedBackbone):
+    """The backbone of ultralytics 8.4's ``cfg/models/26/yolo26.yaml``.
+
+    A stride-2 3x3 stem, then four stages of a strided 3x3 convolution and a
+    ``C3k2`` block (2 blocks in the full model); the last stage ends with
+    SPPF (kernel 5, no activation after its reduction, residual) and
+    ``C2PSA`` (2 attention blocks in the full model). Full-size widths: stem
+    64; stage convolutions 128, 256, 512, 1024; stage outputs 256, 512,
+    512, 1024 (the first two ``C3k2`` widen, with split expansion 0.25 and
+    plain bottlenecks; the last two use ``C3k`` inner blocks). Channels are
+    capped at ``max_channels`` before ``widen_factor`` (the yaml's third
+    scale entry). SiLU activations. Stage ``i`` has stride ``2**(i+1)``;
+    ``out_indices=(2, 3, 4)`` gives strides 8, 16, 32.
+
+    The "n" scale is ``deepen_factor=0.5, widen_factor=0.25`` (yolo26.yaml;
+    not YOLOv8's 0.33). ultralytics switches every ``C3k2`` to ``C3k`` inner
+    blocks at its m/l/x scales; ``c3k_everywhere=True`` does that.
+    """
+
+    # (conv width, block width, split expansion, c3k) per stage, full size
+    FULL_STAGES = ((128, 256, 0.25, False), (256, 512, 0.25, False),
+                   (512, 512, 0.5, True), (1024, 1024, 0.5, True))
+    FULL_STEM = 64
+    FULL_BLOCKS = 2
+
+    def __init__(self, deepen_factor: float = 0.5, widen_factor: float = 0.25,
+                 out_indices: Sequence[int] = (2, 3, 4), in_channels: int = 3,
+                 max_channels: int = 1024, c3k_everywhere: bool = False,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        deepen_factor = check_factor('deepen_factor', deepen_factor)
+        widen_factor = check_factor('widen_factor', widen_factor)
+
+        def width(channels: int) -> int:
+            return scale_width(min(channels, max_channels), widen_factor)
+
+        blocks = scale_depth(self.FULL_BLOCKS, deepen_factor)
+        previous = width(self.FULL_STEM)
+        stages = [conv(in_channels, previous, 3, stride=2, act_cfg=SILU_CFG)]
+        widths = [previous]
+        for index, (conv_width, block_width, expansion, c3k) in enumerate(
+                self.FULL_STAGES):
+            layers = [
+                conv(previous, width(conv_width), 3, stride=2, act_cfg=SILU_CFG),
+                C3k2(width(conv_width), width(block_width), blocks,
+                     c3k=c3k or c3k_everywhere, expansion=expansion,
+                     act_cfg=SILU_CFG)]
+            previous = width(block_width)
+            if index == len(self.FULL_STAGES) - 1:
+                layers.append(SPPF(previous, previous, 5, act_cfg=SILU_CFG,
+                                   reduce_act=False, shortcut=True))
+                layers.append(C2PSA(previous, blocks, act_cfg=SILU_CFG))
+            stages.append(nn.Sequential(*layers))
+            widths.append(previous)
         self.stages = nn.ModuleList(stages)
         self.stage_channels = widths
         self.stage_strides = [2 ** (i + 1) for i in range(len(stages))]

@@ -12,7 +12,8 @@ Batch layout (from the data loader's ``yolo_collate``)::
 
 ``forward(inputs, data_samples, mode)``:
 
-- ``'tensor'``: the head's raw outputs, one per level, increasing stride.
+- ``'tensor'``: the head's raw outputs, one per level, increasing stride
+  (an end-to-end head: ``dict(one2many=[levels], one2one=[levels])``).
 - ``'loss'``: ``loss_module(preds, targets, img_size=(H, W),
   max_boxes=max_boxes)``, a dict of named scalar losses.
 - ``'predict'``: one dict per image, ``img_id``, ``bboxes`` float ``[K, 4]``
@@ -27,12 +28,17 @@ import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
-from ..ops.nms import multiclass_nms
+from ..ops.nms import NMSResult, multiclass_nms
 from ..registry import MODELS
 
 #: ``test_cfg`` keys and their defaults (see ``multiclass_nms``).
+#: ``end2end``: for a head with a one-to-one branch (``forward`` returns a
+#: dict with ``one2one``), None or True = NMS-free inference, the top
+#: ``max_per_img`` (point, class) scores of the one-to-one branch
+#: (``topk_detections``); False = the one-to-many branch + NMS, for
+#: comparison. A head without that branch always uses NMS (True is an error).
 DEFAULT_TEST_CFG = dict(score_thr=0.001, iou_thr=0.6, max_per_img=100, nms_pre=1000,
-                        multi_label=True, class_agnostic=False)
+                        multi_label=True, class_agnostic=False, end2end=None)
 
 MODES = ('tensor', 'loss', 'predict')
 
@@ -90,6 +96,58 @@ class YOLODataPreprocessor(BaseDataPreprocessor):
         return dict(inputs=inputs, data_samples=data.get('data_samples'))
 
 
+def topk_detections(boxes: Tensor, scores: Tensor, max_per_img: int,
+                    score_thr: float = 0.0) -> NMSResult:
+    """NMS-free detections: the ``max_per_img`` highest (point, class)
+    scores of each image (ultralytics' end-to-end ``Detect.postprocess``).
+
+    A point may appear with several classes. Computed as ultralytics does, in
+    two steps that give the same set as one top-k over all ``N * C`` pairs:
+    the ``k`` points with the highest best-class score, then the top ``k``
+    of their ``k * C`` pairs (a pair in the global top ``k`` has a point
+    whose best score is at least the pair's, so that point is among the
+    first ``k``). ``k = min(max_per_img, N)``.
+
+    Args:
+        boxes: ``[B, N, 4]`` xyxy.
+        scores: ``[B, N, C]`` class scores in [0, 1].
+        max_per_img: slots per image.
+        score_thr: a slot is filled (``mask``) only when its score is
+            strictly above this; unfilled slots hold zeros.
+
+    Returns:
+        ``NMSResult`` with ``[B, max_per_img]`` slots, filled ones first by
+        decreasing score, ``indices`` the point index into ``N``.
+    """
+    if not isinstance(scores, Tensor) or scores.dim() != 3 \
+            or not isinstance(boxes, Tensor) or boxes.dim() != 3 \
+            or boxes.shape[-1] != 4 or scores.shape[:2] != boxes.shape[:2]:
+        raise ValueError(
+            f'boxes must be [B, N, 4] and scores [B, N, C] with the same B, N; got '
+            f'{getattr(boxes, "shape", None)} and {getattr(scores, "shape", None)}')
+    if isinstance(max_per_img, bool) or not isinstance(max_per_img, int) \
+            or max_per_img < 1:
+        raise ValueError(f'max_per_img must be a positive int, got {max_per_img!r}')
+    batch, num_points, num_classes = scores.shape
+    k = min(max_per_img, num_points)
+    point_index = scores.amax(-1).topk(k, dim=1).indices  # [B, k]
+    candidates = scores.gather(1, point_index[..., None].expand(-1, -1, num_classes))
+    top_scores, pair_index = candidates.flatten(1).topk(k, dim=1)  # [B, k]
+    indices = point_index.gather(1, pair_index // num_classes)
+    labels = pair_index % num_classes
+    top_boxes = boxes.gather(1, indices[..., None].expand(-1, -1, 4))
+    mask = top_scores > score_thr
+    if k < max_per_img:  # fewer points than slots: pad with empty slots
+        pad = max_per_img - k
+        top_boxes = torch.cat((top_boxes, top_boxes.new_zeros(batch, pad, 4)), 1)
+        top_scores = torch.cat((top_scores, top_scores.new_zeros(batch, pad)), 1)
+        labels = torch.cat((labels, labels.new_zeros(batch, pad)), 1)
+        indices = torch.cat((indices, indices.new_zeros(batch, pad)), 1)
+        mask = torch.cat((mask, mask.new_zeros(batch, pad)), 1)
+    return NMSResult(boxes=top_boxes * mask[..., None], scores=top_scores * mask,
+                     labels=labels * mask, indices=indices * mask, mask=mask)
+
+
 def _build(cfg: Union[dict, nn.Module], name: str) -> nn.Module:
     if isinstance(cfg, nn.Module):
         return cfg
@@ -122,6 +180,9 @@ def resolve_test_cfg(test_cfg: Optional[dict]) -> Dict:
                        f'{sorted(DEFAULT_TEST_CFG)}')
     resolved = dict(DEFAULT_TEST_CFG)
     resolved.update(test_cfg)
+    if resolved['end2end'] not in (None, True, False):
+        raise ValueError(f'test_cfg.end2end must be None, True or False, '
+                         f'got {resolved["end2end"]!r}')
     return resolved
 
 
@@ -163,6 +224,13 @@ class YOLODetector(BaseModel):
                              f'backbone output strides {tuple(backbone_strides)}')
         if not hasattr(self.bbox_head, 'loss_module'):
             raise TypeError('bbox_head must build its loss as bbox_head.loss_module')
+        has_one2one = hasattr(self.bbox_head, 'one2one_box_branches')
+        if self.test_cfg['end2end'] and not has_one2one:
+            raise ValueError('test_cfg.end2end=True needs a head with a one-to-one '
+                             f'branch (e.g. YOLO26Head), got '
+                             f'{type(self.bbox_head).__name__}')
+        #: NMS-free inference from the one-to-one branch
+        self.end2end = has_one2one and self.test_cfg['end2end'] is not False
 
     @property
     def loss_module(self) -> nn.Module:
@@ -211,23 +279,30 @@ class YOLODetector(BaseModel):
         """Raw outputs -> decode, NMS, undo the letterbox, one dict per image.
 
         Args:
-            preds: the head's raw outputs.
+            preds: the head's raw outputs (for an end-to-end head the dict;
+                ``test_cfg.end2end`` picks the branch).
             metas: per image ``ori_shape`` (h, w), ``scale`` (a float, or a
                 pair ``(x, y)``: input pixels per original pixel), ``pad``
                 (left, top) input pixels, ``img_id``; None: identity.
             input_shape: (H, W) of the network input.
         """
         cfg = self.test_cfg
+        if hasattr(preds, 'keys'):  # an end-to-end head: pick the branch
+            preds = preds['one2one' if self.end2end else 'one2many']
         # Decode and NMS in float32 even under AMP: a half-precision
         # matmul in the DFL expectation would cost pixels of box accuracy.
         with torch.autocast(device_type=preds[0].device.type, enabled=False):
             boxes, scores = self.bbox_head.decode([p.float() for p in preds])
-            result = multiclass_nms(boxes, scores, score_thr=cfg['score_thr'],
-                                    iou_thr=cfg['iou_thr'],
-                                    max_per_img=cfg['max_per_img'],
-                                    nms_pre=cfg['nms_pre'],
-                                    multi_label=cfg['multi_label'],
-                                    class_agnostic=cfg['class_agnostic'])
+            if self.end2end:
+                result = topk_detections(boxes, scores, cfg['max_per_img'],
+                                         score_thr=cfg['score_thr'])
+            else:
+                result = multiclass_nms(boxes, scores, score_thr=cfg['score_thr'],
+                                        iou_thr=cfg['iou_thr'],
+                                        max_per_img=cfg['max_per_img'],
+                                        nms_pre=cfg['nms_pre'],
+                                        multi_label=cfg['multi_label'],
+                                        class_agnostic=cfg['class_agnostic'])
         batch = boxes.shape[0]
         if metas is None:
             metas = [dict(img_id=i, ori_shape=tuple(input_shape), scale=1.0, pad=(0, 0))

@@ -15,7 +15,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .layers import C2f, C3, LEAKY_CFG, SILU_CFG, check_factor, conv, scale_depth
+from .layers import (C2f, C3, C3k2, LEAKY_CFG, SILU_CFG, check_factor, conv,
+                     scale_depth, scale_width)
 
 
 def _check_in_channels(in_channels: Optional[Sequence[int]], owner: str) -> Tuple[int, ...]:
@@ -141,6 +142,51 @@ class YOLOv8PAFPN(BaseModule):
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         _check_inputs(feats, 'YOLOv8PAFPN')
+        p3, p4, p5 = feats
+        mid4 = self.top_down4(torch.cat((_upsample_to(p5, p4), p4), 1))
+        out3 = self.top_down3(torch.cat((_upsample_to(mid4, p3), p3), 1))
+        out4 = self.bottom_up4(torch.cat((self.down3(out3), mid4), 1))
+        out5 = self.bottom_up5(torch.cat((self.down4(out4), p5), 1))
+        return out3, out4, out5
+
+
+@MODELS.register_module()
+class YOLO26PAFPN(BaseModule):
+    """The neck of ultralytics 8.4's ``yolo26.yaml``: upsample-and-concatenate
+    with ``C3k2`` blocks (``C3k`` inner blocks, 2 in the full model)
+    top-down, then strided 3x3 convolutions and ``C3k2`` bottom-up; the last
+    block (P5) is a single ``C3k2`` with attention inner blocks
+    (``Bottleneck`` + ``PSABlock``). No lateral 1x1 reductions.
+
+    Output channels are those of the full model (256, 512, 1024), capped at
+    ``max_channels`` and scaled by ``widen_factor``; at the "n" scale
+    (0.5/0.25) 64, 128, 256.
+    """
+
+    def __init__(self, in_channels: Optional[Sequence[int]] = None,
+                 deepen_factor: float = 0.5, widen_factor: float = 0.25,
+                 max_channels: int = 1024,
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        c3, c4, c5 = _check_in_channels(in_channels, 'YOLO26PAFPN')
+        blocks = scale_depth(2, check_factor('deepen_factor', deepen_factor))
+        widen_factor = check_factor('widen_factor', widen_factor)
+        o3, o4, o5 = (scale_width(min(c, max_channels), widen_factor)
+                      for c in (256, 512, 1024))
+        self.in_channels = [c3, c4, c5]
+        self.out_channels = [o3, o4, o5]
+        self.top_down4 = C3k2(c5 + c4, o4, blocks, c3k=True, act_cfg=SILU_CFG)
+        self.top_down3 = C3k2(o4 + c3, o3, blocks, c3k=True, act_cfg=SILU_CFG)
+        self.down3 = conv(o3, o3, 3, stride=2, act_cfg=SILU_CFG)
+        self.bottom_up4 = C3k2(o3 + o4, o4, blocks, c3k=True, act_cfg=SILU_CFG)
+        self.down4 = conv(o4, o4, 3, stride=2, act_cfg=SILU_CFG)
+        # one block whatever the depth: the yaml gives it 1 repeat, and
+        # ultralytics scales only repeats > 1
+        self.bottom_up5 = C3k2(o4 + c5, o5, 1, c3k=True, expansion=0.5, attn=True,
+                               act_cfg=SILU_CFG)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        _check_inputs(feats, 'YOLO26PAFPN')
         p3, p4, p5 = feats
         mid4 = self.top_down4(torch.cat((_upsample_to(p5, p4), p4), 1))
         out3 = self.top_down3(torch.cat((_upsample_to(mid4, p3), p3), 1))
