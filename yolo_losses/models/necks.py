@@ -119,8 +119,23 @@ class YOLOv5PAFPN(BaseModule):
         return out3, out4, out5
 
 
+class _UpsampleConcatPAFPN(BaseModule):
+    """PAN without lateral 1x1 reductions (YOLOv8, YOLO26): subclasses build
+    ``top_down4``, ``top_down3``, ``down3``, ``bottom_up4``, ``down4`` and
+    ``bottom_up5``; the data flow is this one ``forward``."""
+
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        _check_inputs(feats, type(self).__name__)
+        p3, p4, p5 = feats
+        mid4 = self.top_down4(torch.cat((_upsample_to(p5, p4), p4), 1))
+        out3 = self.top_down3(torch.cat((_upsample_to(mid4, p3), p3), 1))
+        out4 = self.bottom_up4(torch.cat((self.down3(out3), mid4), 1))
+        out5 = self.bottom_up5(torch.cat((self.down4(out4), p5), 1))
+        return out3, out4, out5
+
+
 @MODELS.register_module()
-class YOLOv8PAFPN(BaseModule):
+class YOLOv8PAFPN(_UpsampleConcatPAFPN):
     """YOLOv8 PAN: upsample-and-concatenate with C2f blocks (no shortcut, 3
     bottlenecks in the full model) top-down, then strided 3x3 convolutions
     and C2f blocks bottom-up; no lateral 1x1 reductions. Output channels
@@ -140,18 +155,8 @@ class YOLOv8PAFPN(BaseModule):
         self.down4 = conv(c4, c4, 3, stride=2, act_cfg=SILU_CFG)
         self.bottom_up5 = C2f(c4 + c5, c5, blocks, shortcut=False, act_cfg=SILU_CFG)
 
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-        _check_inputs(feats, 'YOLOv8PAFPN')
-        p3, p4, p5 = feats
-        mid4 = self.top_down4(torch.cat((_upsample_to(p5, p4), p4), 1))
-        out3 = self.top_down3(torch.cat((_upsample_to(mid4, p3), p3), 1))
-        out4 = self.bottom_up4(torch.cat((self.down3(out3), mid4), 1))
-        out5 = self.bottom_up5(torch.cat((self.down4(out4), p5), 1))
-        return out3, out4, out5
-
-
 @MODELS.register_module()
-class YOLO26PAFPN(BaseModule):
+class YOLO26PAFPN(_UpsampleConcatPAFPN):
     """The neck of ultralytics 8.4's ``yolo26.yaml``: upsample-and-concatenate
     with ``C3k2`` blocks (``C3k`` inner blocks, 2 in the full model)
     top-down, then strided 3x3 convolutions and ``C3k2`` bottom-up; the last
@@ -184,12 +189,3 @@ class YOLO26PAFPN(BaseModule):
         # ultralytics scales only repeats > 1
         self.bottom_up5 = C3k2(o4 + c5, o5, 1, c3k=True, expansion=0.5, attn=True,
                                act_cfg=SILU_CFG)
-
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-        _check_inputs(feats, 'YOLO26PAFPN')
-        p3, p4, p5 = feats
-        mid4 = self.top_down4(torch.cat((_upsample_to(p5, p4), p4), 1))
-        out3 = self.top_down3(torch.cat((_upsample_to(mid4, p3), p3), 1))
-        out4 = self.bottom_up4(torch.cat((self.down3(out3), mid4), 1))
-        out5 = self.bottom_up5(torch.cat((self.down4(out4), p5), 1))
-        return out3, out4, out5
