@@ -443,6 +443,11 @@ def test_class_weights_buffer_and_setter():
             assert torch.equal(v, before[k])
     loss.set_class_weights(None)
     assert loss.class_weights.tolist() == [1.0, 1.0, 1.0]
+    # ultralytics keeps its class weights as a numpy array
+    loss.set_class_weights(np.array([0.25, 1.5, 1.25]))
+    assert loss.class_weights.tolist() == [0.25, 1.5, 1.25]
+    with pytest.raises(ValueError, match='class_weights'):
+        loss.set_class_weights(np.ones((3, 1)))
 
 
 def test_class_weights_survive_a_state_dict_round_trip():
@@ -785,7 +790,7 @@ def test_one_hot_bce_equals_the_dense_class_part(reg_max, weights):
         torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-14)
     # assign() still gives the dense targets, equal to the sparse ones
     assignment = sparse.assign(leaves(levels, torch.float64), targets).assignment
-    assert assignment.scores is not None
+    assert assignment.scores.shape == (*assignment.point_scores.shape, 3)
     torch.testing.assert_close(assignment.scores.sum(-1), assignment.point_scores)
 
 

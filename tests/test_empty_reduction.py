@@ -78,7 +78,7 @@ def test_none_on_empty_input_is_the_empty_elementwise_loss(case):
         pred = (pred.detach() + 0.5).requires_grad_(True)
     value = loss(pred, target, *extra, reduction_override='none')
     assert value.shape == loss_shape
-    assert value.requires_grad and value.grad_fn is not None
+    assert value.requires_grad
     # what callers do with it: reduce per row, then backward
     value.sum(-1).sum().backward()
     assert pred.grad is not None and pred.grad.shape == pred_shape

@@ -31,6 +31,9 @@ ClassWeightsArg = Optional[Sequence[float]]
 def check_class_weights(weights, num_classes: int, name: str = 'class_weights') -> Tensor:
     """``weights`` as a float32 CPU tensor ``[C]``; ValueError/TypeError
     naming ``name`` unless it holds ``num_classes`` finite numbers ``>= 0``."""
+    if not isinstance(weights, Tensor) and hasattr(weights, '__array__'):
+        # numpy arrays (ultralytics keeps its class weights as one) are not Sequences
+        weights = torch.as_tensor(weights)
     if isinstance(weights, Tensor):
         values = weights.detach().to('cpu', torch.float64).reshape(-1).tolist() \
             if weights.dim() <= 1 else None
