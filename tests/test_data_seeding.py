@@ -19,6 +19,7 @@ from mmengine.runner import Runner
 from yolo_losses.datasets import SyntheticShapesDataset, worker_seed
 from yolo_losses.datasets.seeding import WorkerSeedState, epoch_worker_init_fn
 from yolo_losses.engine import EpochSeedHook
+from tiny_runs import tiny_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'yolov8', 'yolov8_n_synthetic.py')
@@ -114,24 +115,7 @@ def test_seed_state_is_shared_and_checked():
 
 # --- end to end: kill after epoch 1, resume, compare with the uninterrupted run
 
-TINY_CONFIG = '''
-_base_ = [{base!r}]
-img_scale = 64
-train_pipeline = [
-    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='LetterResize', scale=img_scale),
-    dict(type='YOLOHSVRandomAug'),
-    dict(type='PackYOLOInputs'),
-]
-train_dataloader = dict(batch_size=4, num_workers=2, dataset=dict(
-    num_images=8, img_size=img_scale, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=4, img_size=img_scale,
-    pipeline=[dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-              dict(type='LetterResize', scale=img_scale),
-              dict(type='PackYOLOInputs')]))
-test_dataloader = val_dataloader
+TINY_CONFIG = tiny_data(augment=True, train_workers=2) + '''\
 model = dict(test_cfg=dict(nms_pre=200, max_per_img=30))
 # no validation: the test is about the training draws
 train_cfg = dict(max_epochs=2, val_interval=100)

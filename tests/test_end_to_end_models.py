@@ -18,6 +18,7 @@ from yolo_losses.engine.loss_schedule import (ClassWeightsHook, LossEpochHook,
 from yolo_losses.models import topk_detections
 from yolo_losses.models.layers import C2PSA, Attention, C3k2
 from yolo_losses.registry import MODELS
+from tiny_runs import tiny_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MODEL_DIR = osp.join(REPO, 'configs', '_base_', 'models')
@@ -380,19 +381,7 @@ def test_class_weights_hook_counts_the_training_labels():
 
 # --- training through tools/train.py ----------------------------------------
 
-TINY = '''
-_base_ = [{base!r}]
-img_scale = 64
-pipeline = [
-    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-    dict(type='LetterResize', scale=img_scale),
-    dict(type='PackYOLOInputs'),
-]
-train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=4, img_size=img_scale, pipeline=pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=4, img_size=img_scale, pipeline=pipeline))
-test_dataloader = val_dataloader
+TINY = tiny_data(train_images=4) + '''\
 train_cfg = dict(max_epochs=2)
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
                         begin=0, end=2)]

@@ -11,6 +11,7 @@ from mmengine.config import Config
 from yolo_losses.engine import YOLOVisualizer
 from yolo_losses.engine.runner import preflight, train
 from yolo_losses.engine.visualizer import check_tensorboard, tensorboard_requested
+from tiny_runs import tiny_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'yolov8', 'yolov8_n_synthetic.py')
@@ -88,19 +89,7 @@ def test_missing_tensorboard_gives_a_clear_message(monkeypatch, tmp_path):
     YOLOVisualizer(name='tb_off', tensorboard=False)
 
 
-TINY_CONFIG = '''
-_base_ = [{base!r}]
-img_scale = 64
-train_pipeline = [
-    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-    dict(type='LetterResize', scale=img_scale),
-    dict(type='PackYOLOInputs'),
-]
-train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=8, img_size=img_scale, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=4, img_size=img_scale, pipeline=train_pipeline))
-test_dataloader = val_dataloader
+TINY_CONFIG = tiny_data() + '''\
 model = dict(test_cfg=dict(nms_pre=200, max_per_img=30))
 train_cfg = dict(max_epochs=1)
 param_scheduler = []

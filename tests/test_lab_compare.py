@@ -13,23 +13,12 @@ import pytest
 
 from yolo_losses.lab import Variant, parse_overrides, plan, run_lab
 from yolo_losses.lab.compare import read_val_curve, run_state
+from tiny_runs import tiny_data
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'yolov8', 'yolov8_n_synthetic.py')
 
-TINY_CONFIG = '''
-_base_ = [{base!r}]
-img_scale = 64
-pipeline = [
-    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-    dict(type='LetterResize', scale=img_scale),
-    dict(type='PackYOLOInputs'),
-]
-train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=8, img_size=img_scale, pipeline=pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=4, img_size=img_scale, pipeline=pipeline))
-test_dataloader = val_dataloader
+TINY_CONFIG = tiny_data() + '''\
 model = dict(test_cfg=dict(nms_pre=200, max_per_img=30))
 train_cfg = dict(max_epochs={epochs})
 param_scheduler = [

@@ -22,6 +22,7 @@ from yolo_losses.engine import (CPUAmpOptimWrapper, YOLOExpEMA,
                                 checkpoint_safe_globals, load_checkpoint_file,
                                 plot_runs)
 from yolo_losses.engine.runner import check_config_keys, test as run_test, train
+from tiny_runs import tiny_data
 
 pytest.importorskip('pycocotools')
 
@@ -53,26 +54,7 @@ class ProbeHook(Hook):
                    os.path.join(runner.work_dir, f'params_rank{runner.rank}.pth'))
 '''
 
-TINY_CONFIG = '''
-_base_ = [{base!r}]
-img_scale = 64
-train_pipeline = [
-    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='LetterResize', scale=img_scale),
-    dict(type='YOLOHSVRandomAug'),
-    dict(type='PackYOLOInputs'),
-]
-test_pipeline = [
-    dict(type='LoadAnnotations', with_bbox=True, with_label=True),
-    dict(type='LetterResize', scale=img_scale),
-    dict(type='PackYOLOInputs'),
-]
-train_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=8, img_size=img_scale, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(
-    num_images=4, img_size=img_scale, pipeline=test_pipeline))
-test_dataloader = val_dataloader
+TINY_CONFIG = tiny_data(augment=True) + '''\
 model = dict(test_cfg=dict(nms_pre=200, max_per_img=30))
 train_cfg = dict(max_epochs=3)
 param_scheduler = [
